@@ -1,0 +1,192 @@
+"""Training plumbing: seeding, device choice, smoke mode, progress bars, CSV logs, EMA, time budgets.
+
+Origin: written for dgm-course (MIT licence). Progress bars use tqdm (MPL-2.0/MIT, a dependency);
+the EMA follows the usual Polyak-style exponential average of weights.
+
+There is deliberately no generic Trainer here: each project's training loop stays in the project,
+where a reader can follow the paper's algorithm line by line.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from copy import deepcopy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+SMOKE_ENV = "DGM_SMOKE"
+
+
+def is_smoke() -> bool:
+    """True when ``$DGM_SMOKE`` asks for the tiny CI-sized run (``1``, ``true`` or ``yes``)."""
+    return os.environ.get(SMOKE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch.Generator seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; any other name is passed to torch.device."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _in_notebook() -> bool:
+    return "ipykernel" in sys.modules
+
+
+def progress(iterable: Iterable | None = None, **kwargs: Any):
+    """A tqdm bar that stays readable everywhere.
+
+    In a terminal it updates live; in CI logs and in executed notebooks (where every redraw would
+    be stored) it prints at most every 30 s, or not at all with ``DGM_PROGRESS=0``.
+    """
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty() and not _in_notebook()
+    kwargs.setdefault("mininterval", 0.5 if interactive else 30.0)
+    kwargs.setdefault("dynamic_ncols", interactive)
+    kwargs.setdefault("ascii", not interactive)
+    if os.environ.get("DGM_PROGRESS", "1") == "0":
+        kwargs["disable"] = True
+    return tqdm(iterable, **kwargs)
+
+
+class CSVLogger:
+    """Append rows of metrics to a CSV file; the columns are fixed by the first row.
+
+    Reopening an existing log (a resumed run) appends to it, dropping rows whose ``step`` is beyond
+    ``resume_step`` so that a restart does not duplicate steps.
+    """
+
+    def __init__(self, path: str | os.PathLike, resume_step: int | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fields: list[str] | None = None
+        if self.path.exists():
+            rows = read_csv_log(self.path)
+            if rows:
+                self.fields = list(rows[0])
+            if resume_step is not None:
+                kept = [r for r in rows if float(r.get("step", 0)) <= resume_step]
+                self._rewrite(kept)
+        if not self.path.exists():
+            self.path.touch()
+
+    def _rewrite(self, rows: list[dict[str, float]]) -> None:
+        tmp = self.path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            if self.fields:
+                writer = csv.DictWriter(f, fieldnames=self.fields)
+                writer.writeheader()
+                writer.writerows(rows)
+        os.replace(tmp, self.path)
+
+    def log(self, **row: Any) -> None:
+        values = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in row.items()}
+        new_file = self.fields is None
+        if new_file:
+            self.fields = list(values)
+        unknown = set(values) - set(self.fields)
+        if unknown:
+            raise ValueError(f"columns {sorted(unknown)} were not in the first row {self.fields}")
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields)
+            if new_file:
+                writer.writeheader()
+            writer.writerow(values)
+
+
+def read_csv_log(path: str | os.PathLike) -> list[dict[str, float]]:
+    """Rows of a CSV log with numeric values as floats (non-numeric cells kept as strings)."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            parsed = {}
+            for k, v in row.items():
+                try:
+                    parsed[k] = float(v)
+                except (TypeError, ValueError):
+                    parsed[k] = v
+            rows.append(parsed)
+    return rows
+
+
+class EMA:
+    """Exponential moving average of a model's parameters: ``avg <- decay * avg + (1 - decay) * w``.
+
+    Buffers (e.g. BatchNorm statistics) are copied, not averaged.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError("EMA decay must be in [0, 1)")
+        self.decay = decay
+        self.shadow = deepcopy(model).eval()
+        for p in self.shadow.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for avg, w in zip(self.shadow.parameters(), model.parameters(), strict=True):
+            avg.lerp_(w.detach(), 1.0 - self.decay)
+        for avg_b, b in zip(self.shadow.buffers(), model.buffers(), strict=True):
+            avg_b.copy_(b)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.shadow.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.shadow.load_state_dict(state)
+
+
+class TimeBudget:
+    """Wall-clock budget for a training loop: ``while not budget.exhausted(): ...``."""
+
+    def __init__(self, minutes: float | None):
+        self.seconds = None if minutes is None else 60.0 * minutes
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def exhausted(self) -> bool:
+        return self.seconds is not None and self.elapsed() >= self.seconds
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model.eval()`` and ``torch.no_grad()`` for the block, then restore the previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
