@@ -11,6 +11,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent
 for project in sorted((ROOT / "projects").glob("*/")):
     if str(project) not in sys.path:
@@ -19,16 +21,16 @@ for project in sorted((ROOT / "projects").glob("*/")):
 _NOTEBOOK_SECONDS: dict[str, float] = defaultdict(float)
 
 
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     start = time.perf_counter()
     try:
         yield
     finally:
         if str(item.fspath).endswith(".ipynb"):
-            _NOTEBOOK_SECONDS[os.path.relpath(str(item.fspath), ROOT)] += time.perf_counter() - start
-
-
-pytest_runtest_call.hookwrapper = True  # type: ignore[attr-defined]
+            _NOTEBOOK_SECONDS[os.path.relpath(str(item.fspath), ROOT)] += (
+                time.perf_counter() - start
+            )
 
 
 def pytest_terminal_summary(terminalreporter):

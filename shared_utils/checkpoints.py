@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 FORMAT_VERSION = 1
@@ -89,7 +89,9 @@ def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
             skeleton[str(k)] = _flatten(v, f"{prefix}.{k}" if prefix else str(k), tensors)
         # optimizer state dicts use int keys; remember which keys were ints
         int_keys = [str(k) for k in obj if isinstance(k, int)]
-        return {"__dict__": skeleton, "__int_keys__": int_keys} if int_keys else {"__dict__": skeleton}
+        return (
+            {"__dict__": skeleton, "__int_keys__": int_keys} if int_keys else {"__dict__": skeleton}
+        )
     if isinstance(obj, (list, tuple)):
         items = [_flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
         return {"__list__": items, "__tuple__": isinstance(obj, tuple)}
@@ -193,7 +195,9 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
     try:
         sidecar = json.loads(side.read_text())
     except json.JSONDecodeError as err:
-        raise CheckpointError(f"{side} is not valid JSON ({err}); restore it (git checkout) or re-train.") from err
+        raise CheckpointError(
+            f"{side} is not valid JSON ({err}); restore it (git checkout) or re-train."
+        ) from err
     for key in ("config", "step", "sha256"):
         if key not in sidecar:
             raise CheckpointError(f"{side} lacks the field {key!r}; re-save the checkpoint.")
@@ -215,7 +219,9 @@ def load_checkpoint(
     """
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist; train one first or check the path.")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist; train one first or check the path."
+        )
     sidecar = read_sidecar(path)
     if _sha256(path) != sidecar["sha256"]:
         raise CheckpointError(
@@ -225,7 +231,7 @@ def load_checkpoint(
         )
     try:
         state = load_file(str(path), device=str(map_location))
-    except (SafetensorsError, OSError) as err:
+    except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file ({err}).") from err
 
     if model is not None:
@@ -248,7 +254,9 @@ def load_checkpoint(
             raise CheckpointError(f"{path} has no training state to resume from; start a new run.")
         if _sha256(ts_path) != sidecar.get("train_state_sha256"):
             raise CheckpointError(f"{ts_path} is corrupted (sha256 mismatch); start a new run.")
-        train_state = _unflatten(sidecar["train_state"], load_file(str(ts_path), device=str(map_location)))
+        train_state = _unflatten(
+            sidecar["train_state"], load_file(str(ts_path), device=str(map_location))
+        )
 
     return Checkpoint(
         path=path,

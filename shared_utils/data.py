@@ -225,7 +225,9 @@ def mnist(split: str = "train", root: Path | None = None, transform=None):
     )
 
 
-def mnist_tensors(split: str = "train", root: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def mnist_tensors(
+    split: str = "train", root: Path | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """All images of a split as one uint8 tensor ``[N, 28, 28]`` and int64 labels ``[N]``.
 
     ``split`` is one of ``train`` (60k), ``test`` (10k), ``train-50k`` (the first 50k training
@@ -268,7 +270,9 @@ class BinarizedMNIST(Dataset):
     :func:`fixed_binarized_mnist`.
     """
 
-    def __init__(self, split: str = "train", binarization: str = "dynamic", root: Path | None = None):
+    def __init__(
+        self, split: str = "train", binarization: str = "dynamic", root: Path | None = None
+    ):
         if binarization not in ("dynamic", "fixed"):
             raise ValueError("binarization must be 'dynamic' or 'fixed'")
         self.binarization = binarization
@@ -305,11 +309,18 @@ def minibatches(
 
 
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared_utils.data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m shared_utils.data", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="fetch and convert the offline datasets (idempotent)")
     p.add_argument("--online", action="store_true", help="use torchvision's download instead")
-    p.add_argument("--root", type=Path, default=None, help="data folder (default: $DGM_DATA_DIR or <repo>/data)")
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="data folder (default: $DGM_DATA_DIR or <repo>/data)",
+    )
     c = sub.add_parser("check", help="verify the prepared datasets' checksums")
     c.add_argument("--root", type=Path, default=None)
     args = parser.parse_args(argv)

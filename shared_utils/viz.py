@@ -21,7 +21,9 @@ from torchvision.utils import make_grid  # noqa: E402
 from shared_utils.training import read_csv_log  # noqa: E402
 
 
-def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, value_range=(0.0, 1.0)) -> torch.Tensor:
+def image_grid(
+    images: torch.Tensor, nrow: int = 8, padding: int = 2, value_range=(0.0, 1.0)
+) -> torch.Tensor:
     """``[N, C, H, W]`` (or ``[N, H, W]``, or flat ``[N, 784]``) -> one ``[H', W', C]`` image in [0, 1]."""
     images = images.detach().float().cpu()
     if images.dim() == 2:
@@ -54,12 +56,20 @@ def show_images(
     return ax
 
 
-def save_images(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8, value_range=(0.0, 1.0)) -> Path:
+def save_images(
+    images: torch.Tensor, path: str | os.PathLike, nrow: int = 8, value_range=(0.0, 1.0)
+) -> Path:
     """Write an image grid as PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid = image_grid(images, nrow=nrow, value_range=value_range)
-    plt.imsave(path, grid.squeeze(-1).numpy() if grid.shape[-1] == 1 else grid.numpy(), cmap="gray", vmin=0, vmax=1)
+    plt.imsave(
+        path,
+        grid.squeeze(-1).numpy() if grid.shape[-1] == 1 else grid.numpy(),
+        cmap="gray",
+        vmin=0,
+        vmax=1,
+    )
     return path
 
 

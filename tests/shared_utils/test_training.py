@@ -1,0 +1,76 @@
+"""shared_utils.training: smoke switch, seeding, CSV logs (resume), EMA, budgets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from shared_utils import training
+
+
+def test_smoke_switch(monkeypatch):
+    monkeypatch.delenv("DGM_SMOKE", raising=False)
+    assert not training.is_smoke()
+    for value in ("1", "true", "YES"):
+        monkeypatch.setenv("DGM_SMOKE", value)
+        assert training.is_smoke()
+    monkeypatch.setenv("DGM_SMOKE", "0")
+    assert not training.is_smoke()
+
+
+def test_seed_everything_reproduces():
+    g = training.seed_everything(3)
+    a = torch.rand(3), torch.rand(2, generator=g)
+    g = training.seed_everything(3)
+    b = torch.rand(3), torch.rand(2, generator=g)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_csv_logger_writes_reads_and_truncates_on_resume(tmp_path):
+    path = tmp_path / "log.csv"
+    log = training.CSVLogger(path)
+    for step in range(1, 6):
+        log.log(step=step, loss=torch.tensor(1.0 / step))
+    rows = training.read_csv_log(path)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[1]["loss"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="columns"):
+        log.log(step=6, other=1)
+    resumed = training.CSVLogger(path, resume_step=3)
+    resumed.log(step=4, loss=0.2)
+    assert [r["step"] for r in training.read_csv_log(path)] == [1, 2, 3, 4]
+
+
+def test_ema_tracks_the_average():
+    model = nn.Linear(2, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    ema = training.EMA(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)
+    assert torch.allclose(ema.shadow.weight, torch.full((1, 2), 0.5))
+    ema.update(model)
+    assert torch.allclose(ema.shadow.weight, torch.full((1, 2), 0.75))
+    assert not any(p.requires_grad for p in ema.shadow.parameters())
+    with pytest.raises(ValueError):
+        training.EMA(model, decay=1.0)
+
+
+def test_evaluating_restores_mode():
+    model = nn.Dropout(0.5)
+    model.train()
+    with training.evaluating(model):
+        assert not model.training and not torch.is_grad_enabled()
+    assert model.training
+
+
+def test_time_budget():
+    assert not training.TimeBudget(None).exhausted()
+    assert training.TimeBudget(0).exhausted()
+
+
+def test_progress_can_be_disabled(monkeypatch):
+    monkeypatch.setenv("DGM_PROGRESS", "0")
+    bar = training.progress(range(3))
+    assert bar.disable and list(bar) == [0, 1, 2]
