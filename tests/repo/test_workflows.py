@@ -1,0 +1,217 @@
+"""The GitHub workflows are valid (published schema) and follow the course's CI policy."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from workflow_policy import ROOT, WORKFLOWS, check_workflow, load_yaml, triggers
+
+WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yml")) + sorted(WORKFLOWS.glob("*.yaml"))
+EXPECTED = {"lint.yml", "tests.yml", "notebooks.yml", "site.yml"}
+
+
+def check_jsonschema() -> str:
+    exe = Path(sys.executable).parent / "check-jsonschema"
+    return str(exe) if exe.exists() else (shutil.which("check-jsonschema") or "")
+
+
+def test_expected_workflows_exist():
+    assert EXPECTED <= {p.name for p in WORKFLOW_FILES}
+
+
+@pytest.mark.parametrize(
+    "schema", ["vendor.github-workflows", "custom.github-workflows-require-timeout"]
+)
+def test_workflows_match_published_schema(schema):
+    exe = check_jsonschema()
+    if not exe:
+        pytest.skip("check-jsonschema is not installed (make setup installs it)")
+    result = subprocess.run(
+        [exe, "--builtin-schema", schema, *map(str, WORKFLOW_FILES)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_workflow_policy(path):
+    assert check_workflow(load_yaml(path), path.name) == []
+
+
+def test_only_site_deploy_has_write_permissions():
+    for path in WORKFLOW_FILES:
+        for job_id, job in load_yaml(path)["jobs"].items():
+            permissions = job.get("permissions") or {}
+            writes = sorted(k for k, v in permissions.items() if v == "write")
+            if (path.name, job_id) == ("site.yml", "deploy"):
+                assert writes == ["id-token", "pages"]
+            else:
+                assert writes == [], f"{path.name}:{job_id} asks for {writes}"
+
+
+def test_notebooks_workflow_triggers_and_jobs():
+    workflow = load_yaml(WORKFLOWS / "notebooks.yml")
+    on = triggers(workflow)
+    assert {"pull_request", "push", "schedule"} <= set(on)
+    assert on["push"]["branches"] == ["main"]
+    assert on["schedule"] and all(len(s["cron"].split()) == 5 for s in on["schedule"])
+    jobs = workflow["jobs"]
+    select = "\n".join(s.get("run", "") for s in jobs["changes"]["steps"])
+    assert "changed_projects.py --base" in select and "changed_projects.py --all" in select
+    assert jobs["changes"]["steps"][0]["with"]["fetch-depth"] == 0
+    # A separate job fails a PR whose changed project does not pass `course check`.
+    check = "\n".join(s.get("run", "") for s in jobs["course-check"]["steps"])
+    assert "course check" in check and "changes" in jobs["course-check"]["needs"]
+    nb = jobs["notebook"]
+    run = next(s for s in nb["steps"] if "nbval" in s.get("run", ""))
+    assert run["env"]["DGM_SMOKE"] == "1"
+    assert "--nbval-lax" in run["run"] and "--nbval-current-env" in run["run"]
+    assert "fromJSON(needs.changes.outputs.projects)" in nb["strategy"]["matrix"]["project"]
+
+
+def test_site_workflow_deploys_pages_from_main_only():
+    workflow = load_yaml(WORKFLOWS / "site.yml")
+    on = triggers(workflow)
+    assert "pull_request" not in on and on["push"]["branches"] == ["main"]
+    build = workflow["jobs"]["build"]
+    assert any(s.get("run") == "make demo" for s in build["steps"])
+    assert any(
+        s.get("uses", "").startswith("actions/upload-pages-artifact@") for s in build["steps"]
+    )
+    assert "permissions" not in build
+
+
+def test_lint_and_tests_workflows_run_the_make_targets():
+    lint = load_yaml(WORKFLOWS / "lint.yml")["jobs"]["pre-commit"]["steps"]
+    unit = load_yaml(WORKFLOWS / "tests.yml")["jobs"]["unit"]["steps"]
+    assert any(s.get("run") == "make lint" for s in lint)
+    assert any(s.get("run") == "make unit" for s in unit)
+
+
+# --- the checker itself must catch violations ------------------------------------------------
+
+GOOD = {
+    "name": "ok",
+    "on": {"pull_request": None},
+    "permissions": {"contents": "read"},
+    "concurrency": {"group": "g-${{ github.ref }}", "cancel-in-progress": True},
+    "jobs": {
+        "a": {
+            "runs-on": "ubuntu-24.04",
+            "timeout-minutes": 10,
+            "steps": [
+                {"uses": "actions/checkout@v5"},
+                {
+                    "uses": "actions/setup-python@v6",
+                    "with": {
+                        "python-version": "3.11",
+                        "cache": "pip",
+                        "cache-dependency-path": "requirements*.txt",
+                    },
+                },
+                {"run": "make test"},
+            ],
+        }
+    },
+}
+
+
+def mutate(change) -> dict:
+    workflow = copy.deepcopy(GOOD)
+    change(workflow)
+    return workflow
+
+
+def test_checker_accepts_the_good_example():
+    assert check_workflow(GOOD) == []
+    # PyYAML reads a bare `on:` key as True
+    assert check_workflow({True if k == "on" else k: v for k, v in GOOD.items()}) == []
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            lambda w: w.update({True: {"pull_request_target": None}}) or w.pop("on"),
+            "pull_request_target",
+        ),
+        (lambda w: w["on"].update({"pull_request_target": None}), "pull_request_target"),
+        (lambda w: w.update(permissions="write-all"), "top-level permissions"),
+        (lambda w: w.update(permissions={"contents": "write"}), "top-level permissions"),
+        (lambda w: w.pop("permissions"), "top-level permissions"),
+        (lambda w: w["jobs"]["a"].pop("timeout-minutes"), "timeout-minutes"),
+        (lambda w: w["jobs"]["a"].update({"permissions": "write-all"}), "grant single scopes"),
+        (
+            lambda w: w["jobs"]["a"].update({"permissions": {"contents": "write"}}),
+            "contents: write",
+        ),
+        (lambda w: w.pop("concurrency"), "concurrency group"),
+        (lambda w: w["concurrency"].update({"cancel-in-progress": False}), "cancel-in-progress"),
+        (lambda w: w["jobs"]["a"]["steps"][1]["with"].pop("cache"), "cache: pip"),
+        (
+            lambda w: w["jobs"]["a"]["steps"][1]["with"].pop("cache-dependency-path"),
+            "cache-dependency-path",
+        ),
+        (lambda w: w["jobs"]["a"]["steps"][1]["with"].update({"python-version": "3.12"}), "3.11"),
+        (lambda w: w["jobs"]["a"]["steps"][0].update(uses="actions/checkout@main"), "pinned"),
+        (lambda w: w["jobs"]["a"]["steps"][0].update(uses="actions/checkout"), "pinned"),
+        (
+            lambda w: w["jobs"]["a"]["steps"][2].update(
+                run='echo "${{ github.event.pull_request.title }}"'
+            ),
+            "untrusted",
+        ),
+        (lambda w: w.update(jobs={}), "no jobs"),
+    ],
+)
+def test_checker_reports_violations(change, expected):
+    problems = check_workflow(mutate(change))
+    assert any(expected in p for p in problems), problems
+
+
+def test_checker_fails_on_a_bad_workflow_file(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: [pull_request_target]\n"
+        "permissions: write-all\n"
+        "jobs:\n"
+        "  build:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    steps:\n"
+        "      - uses: actions/setup-python@v6\n"
+        "        with: {python-version: '3.11'}\n"
+    )
+    problems = check_workflow(load_yaml(bad), "bad.yml")
+    for expected in ("pull_request_target", "permissions", "timeout-minutes", "cache: pip"):
+        assert any(expected in p for p in problems), (expected, problems)
+    exe = check_jsonschema()
+    if exe:  # the published timeout schema rejects it too
+        result = subprocess.run(
+            [exe, "--builtin-schema", "custom.github-workflows-require-timeout", str(bad)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode != 0
+
+
+def test_changed_projects_script_is_used_from_the_repo_root():
+    assert (ROOT / ".github" / "scripts" / "changed_projects.py").is_file()
+
+
+def test_make_targets_used_by_workflows_exist():
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][\w-]*):", makefile, re.M))
+    for path in WORKFLOW_FILES:
+        for job in load_yaml(path)["jobs"].values():
+            for step in job.get("steps") or []:
+                for target in re.findall(r"\bmake ([a-z][\w-]*)", step.get("run", "")):
+                    assert target in targets, f"{path.name}: make {target}"
