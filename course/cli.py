@@ -1,0 +1,121 @@
+"""Command-line entry point of `course`: argument parsing and dispatch to one module per command.
+
+Origin: written for dgm-course (MIT licence).
+
+Every command finds the repository root from the current folder (or takes ``--root DIR``), so it
+works from anywhere inside the repo and on fixture trees in tests. User errors end with a one-line
+message and exit status 1; argparse usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from course.projects import CourseError, resolve_root
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used by the tests to check the documented options)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--root",
+        metavar="DIR",
+        help="repository root (default: found upwards from the current folder)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="course",
+        description="Tools for the Deep Generative Models course repository.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "new", parents=[common], help="start projects/<slug>/ from templates/project/"
+    )
+    p.add_argument("slug", help="folder and import name: ^[a-z][a-z0-9_]{1,31}$")
+    p.add_argument("--title", required=True, help="project title (one line)")
+    p.add_argument("--paper-url", required=True, help="the paper's URL (arXiv or proceedings)")
+    p.add_argument("--topic", help="course topic, e.g. latent-variable (default: from --week)")
+    p.add_argument("--week", type=int, help="course week 3-12 (default: from --topic)")
+    p.add_argument("--developer", help="developer's name (default: a TODO marker)")
+
+    p = sub.add_parser(
+        "check",
+        parents=[common],
+        help="verify projects against the course rules",
+        description="Verify projects against CONVENTIONS.md; one line per failure: "
+        "`path: what is wrong -> how to fix`. Exit 0 only when nothing failed.",
+        epilog="Notebook outputs are required once a project is v2 or ships a checkpoint. "
+        "TODO/TBD/FIXME markers are warnings in v1 and errors in v2. With no slug, the "
+        "repo-wide rules run too: shared_utils origins, reviews/assignments.toml and the "
+        "README catalog.",
+    )
+    p.add_argument("slugs", nargs="*", metavar="slug", help="projects to check (default: all)")
+
+    p = sub.add_parser("run", parents=[common], help="execute notebooks headlessly into build/")
+    p.add_argument("slugs", nargs="*", metavar="slug", help="projects to run (default: all)")
+    p.add_argument("--smoke", action="store_true", help="set DGM_SMOKE=1 (the tiny CI run)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=1800.0,
+        metavar="S",
+        help="seconds allowed per notebook (default: 1800)",
+    )
+
+    p = sub.add_parser("status", parents=[common], help="one row per project")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    sub.add_parser("site", parents=[common], help="build build/site/index.html")
+
+    p = sub.add_parser(
+        "catalog", parents=[common], help="the README's project table from every project.toml"
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="update README.md between the markers")
+    mode.add_argument("--check", action="store_true", help="fail if README.md is out of date")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        root = resolve_root(args.root)
+        if args.command == "new":
+            from course import new
+
+            return new.main(
+                root, args.slug, args.title, args.paper_url, args.topic, args.week, args.developer
+            )
+        if args.command == "check":
+            from course import check
+
+            return check.main(root, args.slugs)
+        if args.command == "run":
+            from course import run
+
+            return run.main(root, args.slugs, args.smoke, args.timeout)
+        if args.command == "status":
+            from course import status
+
+            return status.main(root, args.format)
+        if args.command == "site":
+            from course import site
+
+            return site.main(root)
+        if args.command == "catalog":
+            from course import catalog
+
+            return catalog.main(root, args.write, args.check)
+    except CourseError as err:
+        print(f"course {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"course {args.command}: interrupted", file=sys.stderr)
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

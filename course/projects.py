@@ -1,0 +1,334 @@
+"""Reading a course repository: its root, its projects' project.toml, REVIEW.md and assignments.
+
+Origin: written for dgm-course (MIT licence).
+
+Every `course` subcommand sees the repository through this module, so that `check`, `status`,
+`site` and `catalog` agree on what a project, a review finding or a headline number is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TOPIC_WEEKS: dict[str, tuple[int, ...]] = {
+    "autoregressive": (3,),
+    "latent-variable": (4, 5),
+    "flows": (6,),
+    "gans": (7, 8, 9),
+    "ebm": (10,),
+    "discrete-latent-hybrid": (11,),
+    "diffusion-score": (12,),
+}
+SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+REVIEW_SECTIONS = ("Summary", "Criteria", "Findings", "Verdict")
+CRITERIA = (
+    "Faithful to the paper",
+    "Reproducible on the reviewer's machine",
+    "Results comparable to the paper's",
+    "Clear code and notebook",
+)
+VERDICTS = ("accept", "minor revision", "major revision")
+SEVERITIES = ("major", "minor", "nit")
+
+
+class CourseError(RuntimeError):
+    """A user-facing failure: the message is one line that says what is wrong and what to do."""
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The repository root: the first folder upwards from ``start`` with projects/ and pyproject.toml."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "projects").is_dir() and (folder / "pyproject.toml").is_file():
+            return folder
+    raise CourseError(
+        f"no course repository above {here} (a folder with projects/ and pyproject.toml); "
+        "run from inside the repo or pass --root DIR"
+    )
+
+
+def resolve_root(root: str | Path | None) -> Path:
+    """``--root`` if given (it must hold projects/), else :func:`find_root` from the cwd."""
+    if root is None:
+        return find_root()
+    path = Path(root).resolve()
+    if not (path / "projects").is_dir():
+        raise CourseError(f"--root {root}: no projects/ folder there; point it at the repo root")
+    return path
+
+
+def project_dirs(root: Path) -> list[Path]:
+    """Every project folder under ``root/projects`` (hidden and underscore folders skipped)."""
+    base = root / "projects"
+    if not base.is_dir():
+        return []
+    return sorted(
+        p for p in base.iterdir() if p.is_dir() and not p.name.startswith((".", "_", "__"))
+    )
+
+
+def rel(path: Path, root: Path) -> str:
+    """``path`` relative to the repo root when possible, for short messages."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+@dataclass
+class Finding:
+    """One ``### Fn: title`` block of a REVIEW.md."""
+
+    ident: str
+    title: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def response(self) -> str:
+        return self.fields.get("response", "").strip()
+
+    @property
+    def state(self) -> str:
+        """``addressed``, ``declined`` or ``open`` from the developer's Response line."""
+        return response_state(self.response)
+
+
+def response_state(response: str) -> str:
+    """Classify a Response: "addressed ..." or "declined: <reason>"; template text counts as open."""
+    text = response.strip()
+    if not text or "<" in text and ">" in text or " | " in text:
+        return "open"
+    if re.match(r"(?i)^addressed\b", text):
+        return "addressed"
+    match = re.match(r"(?i)^declined:\s*(\S.*)$", text)
+    if match and len(match.group(1).strip()) >= 3:
+        return "declined"
+    return "open"
+
+
+@dataclass
+class Review:
+    """A parsed REVIEW.md: header fields, sections in order, findings and verdict."""
+
+    title: str | None = None
+    header: dict[str, str] = field(default_factory=dict)
+    status: str | None = None
+    sections: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    criteria: dict[str, str] = field(default_factory=dict)
+    verdict: str | None = None
+
+    def counts(self) -> dict[str, int]:
+        """Findings by state: open, addressed, declined."""
+        out = {"open": 0, "addressed": 0, "declined": 0}
+        for finding in self.findings:
+            out[finding.state] += 1
+        return out
+
+
+def _field_key(label: str) -> str:
+    return re.sub(r"\s*\(.*?\)\s*", "", label).strip().lower()
+
+
+def parse_review(text: str) -> Review:
+    """Parse the REVIEW.md format of CONVENTIONS.md; tolerant of bold labels and spacing."""
+    review = Review()
+    section: str | None = None
+    finding: Finding | None = None
+    verdict_lines: list[str] = []
+    text = re.sub(r"<!--.*?-->", "", text, flags=re.DOTALL)
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("# ") and review.title is None:
+            review.title = line[2:].strip()
+            continue
+        if line.startswith("## "):
+            section = line[3:].strip()
+            review.sections.append(section)
+            finding = None
+            continue
+        if section is None:
+            for part in re.split(r"\s+·\s+|\s+\|\s+", line):
+                key, sep, value = part.partition(":")
+                if sep and key.strip():
+                    review.header[key.strip().strip("*").lower()] = value.strip().strip("*")
+            continue
+        name = section.lower()
+        if name == "findings":
+            head = re.match(r"^###\s+(F\d+)\s*[:.\-]?\s*(.*)$", line)
+            if head:
+                finding = Finding(head.group(1), head.group(2).strip())
+                if not finding.title.startswith("<"):  # the template's placeholder block
+                    review.findings.append(finding)
+                continue
+            item = re.match(r"^[-*]\s*\**([A-Za-z][^:*]*?)\**\s*:\s*\**\s*(.*)$", line)
+            if item and finding is not None:
+                finding.fields[_field_key(item.group(1))] = item.group(2).strip()
+        elif name == "criteria":
+            cells = [c.strip() for c in line.strip("|").split("|")] if line.startswith("|") else []
+            if len(cells) >= 2 and not set(cells[0]) <= set("-: ") and cells[0] != "criterion":
+                review.criteria[cells[0]] = cells[1]
+        elif name == "verdict" and line:
+            verdict_lines.append(line)
+    status = review.header.get("status")
+    review.status = status.split()[0].lower() if status and status.split() else None
+    if verdict_lines:
+        review.verdict = verdict_lines[0].strip("* ").lower()
+    return review
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; a syntax error becomes a :class:`CourseError` naming the file."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise CourseError(f"{path}: invalid TOML ({err})") from err
+
+
+@dataclass
+class Project:
+    """A project folder with its metadata (``meta`` is None when project.toml is unreadable)."""
+
+    slug: str
+    path: Path
+    meta: dict[str, Any] | None
+    error: str | None = None
+
+    @property
+    def notebook(self) -> Path:
+        name = (self.meta or {}).get("notebook") or f"{self.slug}.ipynb"
+        return self.path / str(name)
+
+    def review(self) -> Review | None:
+        path = self.path / "REVIEW.md"
+        if not path.is_file():
+            return None
+        return parse_review(path.read_text(encoding="utf-8", errors="replace"))
+
+
+def load_project(path: Path) -> Project:
+    """Read one project folder; errors are kept on the object, not raised."""
+    toml_path = path / "project.toml"
+    if not toml_path.is_file():
+        return Project(path.name, path, None, "project.toml is missing")
+    try:
+        return Project(path.name, path, load_toml(toml_path))
+    except CourseError as err:
+        return Project(path.name, path, None, str(err))
+    except (OSError, UnicodeDecodeError) as err:
+        return Project(path.name, path, None, f"project.toml unreadable ({err})")
+
+
+def load_projects(root: Path, slugs: list[str] | None = None) -> list[Project]:
+    """All projects (or the named ones; an unknown slug is a :class:`CourseError`)."""
+    if slugs:
+        missing = [s for s in slugs if not (root / "projects" / s).is_dir()]
+        if missing:
+            raise CourseError(
+                f"no project folder projects/{missing[0]} under {root}; "
+                "`course status` lists the projects"
+            )
+        return [load_project(root / "projects" / s) for s in slugs]
+    return [load_project(p) for p in project_dirs(root)]
+
+
+def load_assignments(root: Path) -> list[dict[str, Any]]:
+    """The ``[[round]]`` tables of reviews/assignments.toml ([] when the file is absent)."""
+    path = root / "reviews" / "assignments.toml"
+    if not path.is_file():
+        return []
+    data = load_toml(path)
+    rounds = data.get("round", [])
+    return rounds if isinstance(rounds, list) else []
+
+
+def assigned_reviewers(root: Path) -> dict[str, list[str]]:
+    """slug -> reviewers named in reviews/assignments.toml (all rounds, first-seen order)."""
+    out: dict[str, list[str]] = {}
+    try:
+        rounds = load_assignments(root)
+    except CourseError:
+        return out
+    for rnd in rounds:
+        for item in rnd.get("assignment", []) if isinstance(rnd, dict) else []:
+            if isinstance(item, dict) and item.get("project") and item.get("reviewer"):
+                names = out.setdefault(str(item["project"]), [])
+                if str(item["reviewer"]) not in names:
+                    names.append(str(item["reviewer"]))
+    return out
+
+
+def people_of(meta: dict[str, Any], role: str) -> list[str]:
+    """``people.<role>`` as a list of names, whatever shape a broken project.toml gives it."""
+    people = meta.get("people")
+    names = people.get(role) if isinstance(people, dict) else None
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def sort_key(meta: dict[str, Any] | None, slug: str) -> tuple[int, str]:
+    """Course order: by week, then slug (a malformed week sorts last)."""
+    week = (meta or {}).get("week")
+    return (week if isinstance(week, int) and not isinstance(week, bool) else 99, slug)
+
+
+def paper_short(meta: dict[str, Any]) -> str:
+    """The first paper as "Surname et al. YEAR" (or its ``short`` name and year)."""
+    papers = meta.get("papers") or []
+    if not papers or not isinstance(papers[0], dict):
+        return "-"
+    paper = papers[0]
+    year = paper.get("year", "")
+    if paper.get("short"):
+        return f"{paper['short']} {year}".strip()
+    authors = [str(a) for a in paper.get("authors") or []]
+    if not authors:
+        return f"{paper.get('title', '?')} {year}".strip()
+    surname = authors[0].split()[-1] if authors[0].split() else authors[0]
+    if len(authors) == 2:
+        second = authors[1].split()[-1] if authors[1].split() else authors[1]
+        names = f"{surname} & {second}"
+    elif len(authors) > 2:
+        names = f"{surname} et al."
+    else:
+        names = surname
+    return f"{names} {year}".strip()
+
+
+def fmt_number(value: Any) -> str:
+    """A number as written in project.toml (floats without trailing noise)."""
+    if isinstance(value, bool) or value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}" if abs(value) < 1e6 else f"{value:.3e}"
+    return str(value)
+
+
+def headline(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The first results row (the project's headline number), or None."""
+    results = meta.get("results") or []
+    return results[0] if results and isinstance(results[0], dict) else None
+
+
+def headline_text(meta: dict[str, Any]) -> str:
+    """``ours / paper unit`` for the headline row, e.g. ``90.12 / 86.76 nats``."""
+    row = headline(meta)
+    if row is None:
+        return "-"
+    ours = fmt_number(row.get("ours")) if "ours" in row else "?"
+    return f"{ours} / {fmt_number(row.get('paper'))} {row.get('unit', '')}".strip()
+
+
+def read_run_times(root: Path) -> dict[str, Any]:
+    """build/run_times.json as written by `course run` ({} when absent or unreadable)."""
+    path = root / "build" / "run_times.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
