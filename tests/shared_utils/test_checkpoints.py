@@ -151,3 +151,13 @@ def test_loading_never_unpickles(tmp_path):
 def test_path_must_be_safetensors(tmp_path):
     with pytest.raises(ValueError, match=".safetensors"):
         save_checkpoint(tmp_path / "m.pt", _model(), config={}, step=0)
+
+
+def test_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    path = save_checkpoint(tmp_path / "m.safetensors", _model(), config={}, step=1)
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in (path, sidecar_path(path)):
+        assert p.stat().st_mode & 0o777 == 0o666 & ~mask
