@@ -77,11 +77,16 @@ def _umask() -> int:
     return mask
 
 
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename a finished temporary file into place with the permissions ``open`` would give
+    (mkstemp and safetensors create files 0600)."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, final)
+
+
 def _tmp_name(path: Path) -> Path:
-    """A fresh temporary file beside ``path``, with the permissions a plain ``open`` would give."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
     return Path(tmp)
 
 
@@ -186,7 +191,7 @@ def save_checkpoint(
             tmp_file.unlink(missing_ok=True)
         raise
     for tmp_file, final in pending:
-        os.replace(tmp_file, final)
+        _publish(tmp_file, final)
     if train_state is None:  # a stale training state must not pair with new weights
         train_state_path(path).unlink(missing_ok=True)
     return path
@@ -286,5 +291,5 @@ def update_metrics(path: str | os.PathLike, **metrics: Any) -> dict[str, Any]:
     side = sidecar_path(path)
     tmp = _tmp_name(side)
     tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, side)
+    _publish(tmp, side)
     return sidecar

@@ -157,6 +157,7 @@ def test_files_get_ordinary_permissions(tmp_path):
     import os
 
     path = save_checkpoint(tmp_path / "m.safetensors", _model(), config={}, step=1)
+    update_metrics(path, nll=1.0)
     mask = os.umask(0)
     os.umask(mask)
     for p in (path, sidecar_path(path)):
