@@ -11,7 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from course.projects import CourseError, fmt_number, headline, load_projects, sort_key
+from course.projects import (
+    CourseError,
+    authors_short,
+    fmt_number,
+    headline,
+    load_projects,
+    sort_key,
+)
 
 START = "<!-- catalog:start -->"
 END = "<!-- catalog:end -->"
@@ -32,11 +39,7 @@ def _paper(meta: dict[str, Any]) -> str:
         return "-"
     paper = papers[0]
     authors = [str(a) for a in paper.get("authors") or []]
-    who = authors[0].split()[-1] if authors and authors[0].split() else "?"
-    if len(authors) == 2:
-        who += " & " + (authors[1].split()[-1] if authors[1].split() else authors[1])
-    elif len(authors) > 2:
-        who += " et al."
+    who = authors_short(authors)
     label = _cell(f"{who}, {paper.get('venue', '?')} {paper.get('year', '')}".strip())
     title = _cell(paper.get("title", ""))
     url = str(paper.get("url", ""))

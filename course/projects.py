@@ -277,6 +277,29 @@ def sort_key(meta: dict[str, Any] | None, slug: str) -> tuple[int, str]:
     return (week if isinstance(week, int) and not isinstance(week, bool) else 99, slug)
 
 
+NAME_PARTICLES = {"van", "von", "der", "den", "de", "del", "della", "di", "da", "du", "le", "la"}
+
+
+def surname(author: str) -> str:
+    """The family name of "Given Family" with its particles: "Aaron van den Oord" -> "van den Oord"."""
+    words = author.split()
+    if not words:
+        return author
+    start = len(words) - 1
+    while start > 1 and words[start - 1].lower() in NAME_PARTICLES:
+        start -= 1
+    return " ".join(words[start:])
+
+
+def authors_short(authors: list[str]) -> str:
+    """ "Surname", "Surname & Surname" or "Surname et al." as papers are usually cited."""
+    if not authors:
+        return "?"
+    if len(authors) == 2:
+        return f"{surname(authors[0])} & {surname(authors[1])}"
+    return surname(authors[0]) + (" et al." if len(authors) > 2 else "")
+
+
 def paper_short(meta: dict[str, Any]) -> str:
     """The first paper as "Surname et al. YEAR" (or its ``short`` name and year)."""
     papers = meta.get("papers") or []
@@ -289,15 +312,7 @@ def paper_short(meta: dict[str, Any]) -> str:
     authors = [str(a) for a in paper.get("authors") or []]
     if not authors:
         return f"{paper.get('title', '?')} {year}".strip()
-    surname = authors[0].split()[-1] if authors[0].split() else authors[0]
-    if len(authors) == 2:
-        second = authors[1].split()[-1] if authors[1].split() else authors[1]
-        names = f"{surname} & {second}"
-    elif len(authors) > 2:
-        names = f"{surname} et al."
-    else:
-        names = surname
-    return f"{names} {year}".strip()
+    return f"{authors_short(authors)} {year}".strip()
 
 
 def fmt_number(value: Any) -> str:

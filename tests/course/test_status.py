@@ -71,3 +71,16 @@ def test_malformed_fields_do_not_crash_the_reports(repo, course):
         assert rc == 0, (args, out)
     rc, out = course("check", "beta", "--root", repo)
     assert rc == 1 and "week: 'three' is not of type 'integer'" in out
+
+
+def test_author_names_keep_their_particles():
+    from course.projects import authors_short, surname
+
+    assert surname("Aaron van den Oord") == "van den Oord"
+    assert surname("Diederik P. Kingma") == "Kingma"
+    assert surname("Van") == "Van"
+    assert authors_short(["Diederik P. Kingma", "Max Welling"]) == "Kingma & Welling"
+    assert (
+        authors_short(["Aaron van den Oord", "Nal Kalchbrenner", "K. K."]) == "van den Oord et al."
+    )
+    assert authors_short([]) == "?"
