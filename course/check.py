@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
-import hashlib
 import json
 import re
 import struct
@@ -46,6 +45,7 @@ from course.projects import (
     people_of,
     rel,
 )
+from shared_utils.fileio import sha256_file
 
 NOTEBOOK_MAX_BYTES = 3 * 1024 * 1024
 CHECKPOINT_MAX_BYTES = 10 * 1024 * 1024
@@ -452,14 +452,6 @@ def check_review(report: Report, project: Project) -> None:
                 )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _is_safetensors(path: Path) -> bool:
     """Cheap format check: an 8-byte little-endian header length followed by a JSON header."""
     try:
@@ -535,7 +527,7 @@ def _check_sidecar(report: Report, weights: Path) -> None:
     if missing:
         report.error(side, f"sidecar lacks {', '.join(missing)}", fix)
         return
-    if sidecar["sha256"] != _sha256(weights):
+    if sidecar["sha256"] != sha256_file(weights):
         report.error(
             weights,
             f"sha256 does not match {side.name}",

@@ -21,10 +21,8 @@ so an interrupted save leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,10 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from shared_utils.fileio import publish as _publish
+from shared_utils.fileio import sha256_file as _sha256
+from shared_utils.fileio import temp_beside as _tmp_name
 
 FORMAT_VERSION = 1
 
@@ -61,33 +63,6 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 def train_state_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     return path.with_name(path.stem + ".train.safetensors")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    """Rename a finished temporary file into place with the permissions ``open`` would give
-    (mkstemp and safetensors create files 0600)."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, final)
-
-
-def _tmp_name(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
 
 
 def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:

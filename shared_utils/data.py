@@ -43,6 +43,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from shared_utils.fileio import atomic_write_bytes as _atomic_write_bytes
+from shared_utils.fileio import sha256_file as _sha256
 from shared_utils.paths import data_dir
 
 FIX_COMMAND = "make data  (or: python -m shared_utils.data prepare)"
@@ -66,29 +68,6 @@ FIXED_BINARIZATION_SEED = 20110415  # arbitrary but fixed; part of the dataset's
 
 class DataError(RuntimeError):
     """A dataset is missing or corrupted; the message names the command that fixes it."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
