@@ -32,7 +32,8 @@ h1 { margin-bottom: 0.2rem; }
 .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 1rem; }
 .card { background: #fff; border: 1px solid #ddd; border-radius: 8px; padding: 1rem; }
 .card h2 { font-size: 1.05rem; margin: 0 0 0.4rem 0; }
-.card img { width: 100%; image-rendering: pixelated; border: 1px solid #eee; }
+.card img { width: 100%; max-height: 300px; object-fit: contain; image-rendering: pixelated;
+  border: 1px solid #eee; }
 .noimg { height: 120px; display: flex; align-items: center; justify-content: center;
   background: #f0f0f0; color: #777; }
 .meta { color: #555; font-size: 0.9rem; margin: 0.2rem 0; }
