@@ -274,6 +274,44 @@ class BinarizedMNIST(Dataset):
         return x, int(self.labels[i])
 
 
+# The datasets a project can take with ``--dataset``: training images as uint8 [N, 1, 28, 28] with
+# labels, turned into model inputs batch by batch, and a deterministic test set.
+DATASETS = {
+    "mnist-binarized": "MNIST, binarized: a fresh Bernoulli sample of every training batch "
+    "(dynamic), the repo's fixed binarization for evaluation; values in {0, 1}",
+    "mnist": "MNIST grey levels scaled to [0, 1] (pixel / 255)",
+}
+
+
+def _check_dataset(name: str) -> None:
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+
+
+def dataset_tensors(name: str, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """Training-side images of dataset ``name``: uint8 ``[N, 1, 28, 28]`` and int64 labels."""
+    _check_dataset(name)
+    images, labels = mnist_tensors(split)
+    return images.unsqueeze(1), labels
+
+
+def model_inputs(name: str, images: torch.Tensor, generator: torch.Generator | None = None):
+    """A training batch of uint8 ``images`` as the model sees it (float32)."""
+    _check_dataset(name)
+    if name == "mnist-binarized":
+        return binarize(images, generator)  # dynamic binarization: a new sample every time
+    return images.float() / 255.0
+
+
+def evaluation_inputs(name: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic float32 evaluation images ``[N, 1, 28, 28]`` of ``name`` and their labels."""
+    _check_dataset(name)
+    images, labels = mnist_tensors(split)
+    if name == "mnist-binarized":
+        return fixed_binarized_mnist(split), labels
+    return images.unsqueeze(1).float() / 255.0, labels
+
+
 def minibatches(
     x: torch.Tensor,
     batch_size: int,

@@ -45,13 +45,15 @@ def importance_sampled_log_likelihood(
     log_weights: Callable[[torch.Tensor, int], torch.Tensor],
     x: torch.Tensor,
     k: int,
-    chunk: int | None = None,
+    chunk: int | None = 50,
 ) -> torch.Tensor:
     """Per-example estimate of ``log p(x)`` from ``k`` importance samples.
 
     ``log_weights(x, n)`` must return ``[n, B]`` values ``log p(x, z_i) - log q(z_i | x)`` with
     fresh ``z_i ~ q(z | x)``. Samples are drawn ``chunk`` at a time (all at once if None) and combined
-    with log-sum-exp, so memory does not grow with ``k``.
+    with log-sum-exp, so memory does not grow with ``k``. The default of 50 keeps the tensors of a
+    batch of 100 MNIST images within the CPU caches' reach: measured 1.8x faster than 500 for the
+    VAE (see projects/vae/benchmarks), and the same draws from the RNG in the same order.
     """
     if k < 1:
         raise ValueError("k must be >= 1")

@@ -27,19 +27,28 @@ def test_seed_everything_reproduces():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
-def test_csv_logger_writes_reads_and_truncates_on_resume(tmp_path):
+def test_csv_logger_appends_and_never_rewrites(tmp_path):
     path = tmp_path / "log.csv"
     log = training.CSVLogger(path)
-    for step in range(1, 6):
+    for step in range(1, 4):
         log.log(step=step, loss=torch.tensor(1.0 / step))
     rows = training.read_csv_log(path)
-    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
-    assert rows[1]["loss"] == pytest.approx(0.5)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert rows[1]["loss"] == 0.5 and rows[2]["loss"] == float(torch.tensor(1 / 3))  # exact
     with pytest.raises(ValueError, match="columns"):
-        log.log(step=6, other=1)
-    resumed = training.CSVLogger(path, resume_step=3)
-    resumed.log(step=4, loss=0.2)
-    assert [r["step"] for r in training.read_csv_log(path)] == [1, 2, 3, 4]
+        log.log(step=4, other=1)
+    before = path.read_bytes()
+    reopened = training.CSVLogger(path)  # a resumed run reopens the log: columns kept ...
+    assert reopened.size() == len(before)
+    reopened.log(step=4, loss=0.25)
+    assert path.read_bytes().startswith(before)  # ... and earlier rows keep their bytes
+    assert path.read_text().splitlines()[1].startswith("1,")  # "1", not "1.0"
+
+
+def test_adam_is_fused_where_possible():
+    model = nn.Linear(3, 2)
+    opt = training.adam(model.parameters(), lr=0.1, eps=1e-4)
+    assert opt.defaults["fused"] is True and opt.defaults["eps"] == 1e-4
 
 
 def test_ema_tracks_the_average():

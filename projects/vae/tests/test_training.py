@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import torch
-from vae.evaluate import evaluate, load_model
-from vae.model import VAE, build_model
+from vae import evaluate as evaluate_cli
+from vae.evaluate import evaluate
+from vae.model import VAE
 from vae.objectives import training_loss
-from vae.train import burda_stage, learning_rate, main
+from vae.train import TrainConfig, burda_stage, learning_rate, main, train
 
-from shared_utils.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from shared_utils.checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from shared_utils.testing import assert_same_run, fake_wall_clock, killed_at_step
 
 torch.set_num_threads(1)  # the course machine's cores are shared
 
@@ -48,19 +50,17 @@ def test_burda_schedule():
 def test_checkpoint_round_trip_and_corruption(tmp_path):
     torch.manual_seed(0)
     model = VAE(latent_dim=3, hidden_dim=16)
-    path = save_checkpoint(tmp_path / "m.safetensors", model, config=model.config(), step=1)
-    fresh = build_model(load_checkpoint(path).config)
-    load_checkpoint(path, fresh)
+    path = save_checkpoint(tmp_path / "m.safetensors", model, model_config=model.config(), step=1)
+    fresh = load_model(path, VAE)
     z = torch.randn(4, 3)
     x = torch.rand(4, 784)
     assert torch.equal(model.decode(z), fresh.decode(z))
     assert all(torch.equal(a, b) for a, b in zip(model.encode(x), fresh.encode(x), strict=True))
-    assert torch.equal(load_model(path).decode(z), model.decode(z))
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     try:
-        load_checkpoint(path, fresh)
+        load_model(path, VAE)
     except CheckpointError as err:
         assert "corrupted" in str(err)
     else:  # pragma: no cover - the test must be able to fail
@@ -75,19 +75,57 @@ def test_evaluate_returns_nll_above_minus_elbo():
     assert result["nll"] <= -result["elbo"] + 0.5
 
 
-def test_train_cli_resume_matches_an_uninterrupted_run(tmp_path, capsys):
-    common = ["--limit-train", "200", "--batch-size", "50", "--latent-dim", "4", "--quiet"]
-    common += ["--n-monitor", "20", "--save-every", "1", "--log-every", "2"]
-    assert main([*common, "--epochs", "3", "--out", str(tmp_path / "a")]) == 0
-    assert main([*common, "--epochs", "2", "--out", str(tmp_path / "b")]) == 0
-    assert main([*common, "--epochs", "3", "--out", str(tmp_path / "b"), "--resume"]) == 0
-    a = load_checkpoint(tmp_path / "a" / "model.safetensors")
-    b = load_checkpoint(tmp_path / "b" / "model.safetensors")
-    assert a.step == b.step == 12
-    assert all(torch.equal(a.state_dict[key], b.state_dict[key]) for key in a.state_dict)
-    assert "--resume" in b.command and b.config["latent_dim"] == 4
-    # a resume with nothing to resume, or with other options, is a one-line error
+def _cfg(out, **kw) -> TrainConfig:
+    """200 images in batches of 50: 4 steps per epoch, 3 epochs; saves every 3 steps."""
+    return TrainConfig(
+        out=out,
+        limit_train=200,
+        batch_size=50,
+        latent_dim=4,
+        eval_n=20,
+        epochs=3,
+        save_every=3,
+        log_every=2,
+        quiet=True,
+        **kw,
+    )
+
+
+def test_resume_is_exact_after_max_steps_minutes_and_a_kill(tmp_path, monkeypatch):
+    train(_cfg(tmp_path / "straight"))
+    train(_cfg(tmp_path / "steps", max_steps=5))  # stopped mid-epoch
+    train(_cfg(tmp_path / "steps", resume=True))
+    assert_same_run(tmp_path / "straight", tmp_path / "steps")
+    killed_at_step(train, _cfg(tmp_path / "killed"), step=8)  # last save at step 6
+    train(_cfg(tmp_path / "killed", resume=True))
+    assert_same_run(tmp_path / "straight", tmp_path / "killed")
+    fake_wall_clock(monkeypatch)
+    train(_cfg(tmp_path / "minutes", minutes=0.1))
+    stopped = load_checkpoint(tmp_path / "minutes" / "last.safetensors")
+    assert stopped.metrics["stopped_by"] == "minutes" and 0 < stopped.step < 12
+    train(_cfg(tmp_path / "minutes", resume=True))
+    assert_same_run(tmp_path / "straight", tmp_path / "minutes")
+
+
+def test_train_and_evaluate_commands(tmp_path, capsys):
+    common = ["--limit-train", "100", "--batch-size", "50", "--latent-dim", "4", "--quiet"]
+    common += ["--eval-n", "20", "--epochs", "1"]
+    ship = tmp_path / "vae.safetensors"
+    assert main([*common, "--out", str(tmp_path / "a"), "--ship", str(ship)]) == 0
+    ckpt = load_checkpoint(ship)
+    assert ckpt.step == 2 and ckpt.model["latent_dim"] == 4 and ckpt.train["batch_size"] == 50
+    assert ckpt.command.startswith("python -m vae.train") and "--latent-dim 4" in ckpt.command
+    # a used folder, a resume with nothing to resume, or with other options: one-line errors
+    assert main([*common, "--out", str(tmp_path / "a")]) == 1
     assert main([*common, "--out", str(tmp_path / "c"), "--resume"]) == 1
-    assert main([*common, "--k", "2", "--out", str(tmp_path / "b"), "--resume"]) == 1
-    err = capsys.readouterr().err
-    assert "nothing to resume" in err and "same options" in err
+    assert main([*common, "--k", "2", "--out", str(tmp_path / "a"), "--resume"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and "--resume" in err[0] and "nothing to resume" in err[1]
+    assert "k: saved 1, given 2" in err[2]
+    argv = [str(ship), "--k", "10", "--eval-n", "20", "--elbo-k", "2"]
+    assert evaluate_cli.main(argv) == 0
+    assert "test_nll_iwae_k10_first20" not in load_checkpoint(ship).metrics  # no --write
+    assert evaluate_cli.main([*argv, "--write"]) == 0
+    assert "test_nll_iwae_k10_first20" in load_checkpoint(ship).metrics
+    assert evaluate_cli.main([str(tmp_path / "nope.safetensors")]) == 1
+    assert "does not exist" in capsys.readouterr().err

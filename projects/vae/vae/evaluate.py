@@ -1,13 +1,13 @@
 """Evaluate a checkpoint on the fixed-binarized MNIST test set: test NLL and ELBO.
 
     python -m vae.evaluate checkpoints/vae_k1.safetensors --k 5000
-    python -m vae.evaluate checkpoints/vae_k1.safetensors --k 100 --n 500   # quick
+    python -m vae.evaluate checkpoints/vae_k1.safetensors --k 100 --eval-n 500   # quick
+    python -m vae.evaluate checkpoints/vae_k1.safetensors --k 5000 --write       # into the sidecar
 
 The NLL is minus the IWAE bound with k samples (Burda et al. Sec. 5 use k = 5000), averaged over
-the first ``n`` test images (all 10,000 by default); the ELBO uses Kingma & Welling's Eq. 10 with
-``--elbo-k`` samples. The test images use the repo's fixed seeded binarization
+the first ``--eval-n`` test images (all 10,000 by default); the ELBO uses Kingma & Welling's Eq. 10
+with ``--elbo-k`` samples. The test images use the repo's fixed seeded binarization
 (``shared_utils.data.fixed_binarized_mnist``) so the numbers are deterministic given ``--seed``.
-Both numbers are printed and written into the checkpoint's sidecar (``metrics``).
 """
 
 from __future__ import annotations
@@ -16,23 +16,16 @@ import argparse
 import shlex
 import sys
 import time
-from pathlib import Path
+from typing import Any
 
 import torch
 
-from shared_utils.checkpoints import CheckpointError, load_checkpoint, update_metrics
-from shared_utils.data import DataError, fixed_binarized_mnist
+from shared_utils.checkpoints import load_model
+from shared_utils.data import fixed_binarized_mnist
+from shared_utils.runs import eval_cli, eval_parser, subset_suffix
 from shared_utils.training import evaluating, progress
-from vae.model import VAE, build_model
+from vae.model import VAE
 from vae.objectives import elbo, estimate_log_likelihood
-
-
-def load_model(path: str | Path) -> VAE:
-    """A :class:`VAE` rebuilt from a checkpoint's sidecar config, with its weights, in eval mode."""
-    ckpt = load_checkpoint(path)
-    model = build_model(ckpt.config)
-    load_checkpoint(path, model)
-    return model.eval()
 
 
 def evaluate(
@@ -41,46 +34,28 @@ def evaluate(
     k: int = 5000,
     elbo_k: int = 10,
     batch_size: int = 100,
-    chunk: int = 500,
+    chunk: int = 50,
     seed: int = 0,
     show_progress: bool = False,
 ) -> dict[str, float]:
     """Mean test log-likelihood estimate (IWAE-k) and mean ELBO over ``x`` [N, ...], in nats."""
     torch.manual_seed(seed)
+    device = next(model.parameters()).device
     x = x.reshape(x.shape[0], -1)
     ll_sum, elbo_sum = 0.0, 0.0
     starts = range(0, x.shape[0], batch_size)
     with evaluating(model):
         for start in progress(starts, desc=f"IWAE-{k}", disable=not show_progress):
-            xb = x[start : start + batch_size]
+            xb = x[start : start + batch_size].to(device)
             ll_sum += estimate_log_likelihood(model, xb, k=k, chunk=chunk).double().sum().item()
             elbo_sum += elbo(model, xb, k=elbo_k).double().sum().item()
     n = x.shape[0]
     return {"nll": -ll_sum / n, "elbo": elbo_sum / n}
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(prog="python -m vae.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("--k", type=int, default=5000, help="importance samples for the NLL")
-    p.add_argument("--n", type=int, default=None, help="first n test images (default: all 10k)")
-    p.add_argument("--elbo-k", type=int, default=10, help="samples for the test ELBO")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--chunk", type=int, default=500, help="samples drawn at a time")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--no-write", action="store_true", help="do not update the sidecar")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    try:
-        model = load_model(args.checkpoint)
-        x = fixed_binarized_mnist("test")
-    except (CheckpointError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    if args.n is not None:
-        x = x[: args.n]
+def _evaluate_command(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    model = load_model(args.checkpoint, VAE, map_location=args.device)
+    x = fixed_binarized_mnist("test")[: args.eval_n]
     t0 = time.perf_counter()
     result = evaluate(
         model, x, args.k, args.elbo_k, args.batch_size, args.chunk, args.seed, show_progress=True
@@ -92,25 +67,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"test ELBO (Kingma & Welling Eq. 10, {args.elbo_k} samples): {result['elbo']:.2f}")
     print(f"wall time: {wall:.0f} s")
-    if not args.no_write:
-        suffix = "" if n == 10_000 else f"_n{n}"
-        update_metrics(
-            args.checkpoint,
-            **{
-                f"test_nll_iwae_k{args.k}{suffix}": round(result["nll"], 3),
-                f"test_elbo{suffix}": round(result["elbo"], 3),
-                f"eval_k{args.k}{suffix}": {
-                    "n_test": n,
-                    "test_set": "MNIST test, fixed binarization (shared_utils.data)",
-                    "seed": args.seed,
-                    "elbo_k": args.elbo_k,
-                    "wall_s": round(wall, 1),
-                    "threads": args.threads,
-                    "command": "python -m vae.evaluate " + shlex.join(argv),
-                },
-            },
-        )
-    return 0
+    suffix = subset_suffix(n, 10_000)
+    return {
+        f"test_nll_iwae_k{args.k}{suffix}": round(result["nll"], 3),
+        f"test_elbo{suffix}": round(result["elbo"], 3),
+        f"eval_k{args.k}{suffix}": {
+            "n_test": n,
+            "test_set": "MNIST test, fixed binarization (shared_utils.data)",
+            "seed": args.seed,
+            "elbo_k": args.elbo_k,
+            "wall_s": round(wall, 1),
+            "threads": args.threads,
+            "command": "python -m vae.evaluate " + shlex.join(argv),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = eval_parser(__doc__, "python -m vae.evaluate")
+    p.add_argument("--k", type=int, default=5000, help="importance samples for the NLL")
+    p.add_argument("--elbo-k", type=int, default=10, help="samples for the test ELBO")
+    p.add_argument("--chunk", type=int, default=50, help="importance samples drawn at a time")
+    return eval_cli(p, lambda args: _evaluate_command(args, argv), argv)
 
 
 if __name__ == "__main__":

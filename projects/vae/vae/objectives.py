@@ -105,9 +105,9 @@ def training_loss(model: VAE, x: torch.Tensor, objective: str, k: int) -> torch.
 
 
 def estimate_log_likelihood(
-    model: VAE, x: torch.Tensor, k: int = 5000, chunk: int = 500
+    model: VAE, x: torch.Tensor, k: int = 5000, chunk: int = 50
 ) -> torch.Tensor:
-    """Per-example estimate of log p(x): the IWAE bound with k samples.
+    """Per-example estimate of log p(x): the IWAE bound with k samples, ``chunk`` at a time.
 
     Burda et al. (Sec. 5) report test log-likelihoods with k = 5000.
     """
