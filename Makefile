@@ -1,6 +1,7 @@
 # dgm-course: every target sets itself up; a second run reuses what is there.
 #   make demo    run every project notebook for real and build build/site/index.html
 #   make test    exactly what CI runs: lint + unit tests + notebooks in smoke mode
+#   make test P=vae   the same for one project: its course check, tests and notebook (a quick loop)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -12,6 +13,18 @@ export PYTHONHASHSEED := 0
 # Keep BLAS/torch to the machine's cores without oversubscription in CI.
 export OMP_NUM_THREADS ?= 2
 export MPLBACKEND ?= Agg
+# P=<slug> narrows unit, notebooks, test and check to one project; the default is everything.
+P ?=
+ifneq ($(strip $(P)),)
+ifeq ($(wildcard projects/$(P)/project.toml),)
+$(error P=$(P): no project folder projects/$(P) (with a project.toml); see `ls projects`)
+endif
+UNIT_PATHS := projects/$(P)/tests
+NOTEBOOKS := $(wildcard projects/$(P)/*.ipynb)
+else
+UNIT_PATHS := tests $(wildcard projects/*/tests)
+NOTEBOOKS := $(wildcard projects/*/*.ipynb)
+endif
 
 .PHONY: help setup data demo test unit notebooks lint bench site status check clean
 
@@ -20,6 +33,7 @@ help:
 	@echo "make test   - what CI runs: lint, unit tests, notebooks in smoke mode (DGM_SMOKE=1)"
 	@echo "make setup  - create .venv with the pinned requirements and prepare the offline data"
 	@echo "make lint | unit | notebooks | bench | site | status | check | clean"
+	@echo "P=<slug> (unit, notebooks, test, check): one project only, e.g. make test P=vae"
 
 $(STAMP): $(REQS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,15 +56,22 @@ lint: setup
 	$(BIN)/pre-commit run --all-files --show-diff-on-failure
 
 unit: setup
-	$(BIN)/python -m pytest -q tests $(wildcard projects/*/tests)
+	$(BIN)/python -m pytest -q $(UNIT_PATHS)
 
 notebooks: setup
-	DGM_SMOKE=1 $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env $(wildcard projects/*/*.ipynb)
+	DGM_SMOKE=1 $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env $(NOTEBOOKS)
 
+ifneq ($(strip $(P)),)
+test: setup
+	$(BIN)/course check $(P)
+	$(MAKE) --no-print-directory unit P=$(P)
+	$(MAKE) --no-print-directory notebooks P=$(P)
+else
 test: setup
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory notebooks
+endif
 
 demo: setup
 	$(BIN)/course run
@@ -64,7 +85,7 @@ status: setup
 	$(BIN)/course status
 
 check: setup
-	$(BIN)/course check
+	$(BIN)/course check $(P)
 
 bench: setup
 	@for p in projects/*/; do \

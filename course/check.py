@@ -30,6 +30,7 @@ from typing import Any
 
 import jsonschema
 
+from course.pickles import scan_file, tracked_files
 from course.projects import (
     CRITERIA,
     REVIEW_SECTIONS,
@@ -45,6 +46,7 @@ from course.projects import (
     people_of,
     rel,
 )
+from shared_utils.checkpoints import CheckpointError, read_sidecar
 from shared_utils.fileio import sha256_file
 
 NOTEBOOK_MAX_BYTES = 3 * 1024 * 1024
@@ -452,20 +454,28 @@ def check_review(report: Report, project: Project) -> None:
                 )
 
 
-def _is_safetensors(path: Path) -> bool:
-    """Cheap format check: an 8-byte little-endian header length followed by a JSON header."""
+def _safetensors_problem(path: Path) -> str | None:
+    """Why the safetensors library refuses to read ``path`` (header and every tensor), or None.
+
+    A valid header followed by a body that does not match it is refused too: reading every
+    tensor checks the offsets and sizes the header promises.
+    """
     try:
         with open(path, "rb") as f:
             head = f.read(8)
-            if len(head) != 8:
-                return False
-            (n,) = struct.unpack("<Q", head)
-            if n <= 0 or n > 100_000_000:
-                return False
-            json.loads(f.read(n).decode("utf-8"))
-            return True
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, struct.error):
-        return False
+        if len(head) != 8:
+            return "too short to be a safetensors file"
+        (n,) = struct.unpack("<Q", head)
+        if n <= 0 or n > 100_000_000:
+            return "does not start with a safetensors header"
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+                f.get_tensor(key)
+        return None
+    except Exception as err:  # noqa: BLE001 - every failure of the reader is the answer
+        return f"not a readable safetensors file ({str(err).splitlines()[0][:120]})"
 
 
 def check_checkpoints(report: Report, project: Project) -> None:
@@ -479,7 +489,7 @@ def check_checkpoints(report: Report, project: Project) -> None:
     )
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         name, suffix = path.name, path.suffix.lower()
-        if name in SAFE_CHECKPOINT_EXTRAS:
+        if name in SAFE_CHECKPOINT_EXTRAS or scan_file(path):  # pickles: see check_pickles
             continue
         if suffix in PICKLE_SUFFIXES:
             report.error(path, f"pickle-based checkpoint ({suffix}) is not allowed", fix_pickle)
@@ -494,8 +504,9 @@ def check_checkpoints(report: Report, project: Project) -> None:
         if name.endswith(".train.safetensors"):
             report.error(path, "training state shipped", "save the shipped checkpoint without it")
         elif suffix == ".safetensors":
-            if not _is_safetensors(path):
-                report.error(path, "not a safetensors file", fix_pickle)
+            problem = _safetensors_problem(path)
+            if problem:
+                report.error(path, problem, fix_pickle)
                 continue
             _check_sidecar(report, path)
         elif suffix == ".json":
@@ -516,16 +527,10 @@ def _check_sidecar(report: Report, weights: Path) -> None:
         report.error(weights, f"sidecar {side.name} missing", fix)
         return
     try:
-        sidecar = json.loads(side.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        report.error(side, f"sidecar is not valid JSON ({err})", fix)
-        return
-    if not isinstance(sidecar, dict):
-        report.error(side, "sidecar is not a JSON object", fix)
-        return
-    missing = [k for k in ("config", "step", "sha256") if k not in sidecar]
-    if missing:
-        report.error(side, f"sidecar lacks {', '.join(missing)}", fix)
+        sidecar = read_sidecar(weights)
+    except CheckpointError as err:
+        message = str(err).split(str(side), 1)[-1].lstrip(": ")
+        report.error(side, message.split("; ")[0], fix)
         return
     if sidecar["sha256"] != sha256_file(weights):
         report.error(
@@ -609,6 +614,28 @@ def _find_licence(folder: Path, vendor: Path) -> Path | None:
         here = here.parent
 
 
+def _project_files(project: Project) -> list[Path]:
+    skip = {"runs", "__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
+    return sorted(
+        p
+        for p in project.path.rglob("*")
+        if p.is_file() and not skip & set(p.relative_to(project.path).parts)
+    )
+
+
+def check_pickles(report: Report, files: list[Path]) -> None:
+    """No file holds pickle bytes (or a torch zip archive), whatever its name."""
+    for path in files:
+        what = scan_file(path)
+        if what:
+            report.error(
+                path,
+                f"{what}: loading it runs code",
+                "remove it; save weights with shared_utils.checkpoints (safetensors) and data as "
+                "plain arrays",
+            )
+
+
 def check_project(report: Report, project: Project) -> None:
     """All per-project rules."""
     toml_path = project.path / "project.toml"
@@ -644,6 +671,7 @@ def check_project(report: Report, project: Project) -> None:
     check_layout(report, project)
     check_notebook(report, project)
     check_review(report, project)
+    check_pickles(report, _project_files(project))
     check_checkpoints(report, project)
     check_vendor(report, project)
 
@@ -728,6 +756,9 @@ def run_check(root: Path, slugs: list[str] | None = None) -> Report:
     for project in load_projects(root, slugs):
         check_project(report, project)
     if not slugs:
+        projects = (root / "projects").resolve()
+        outside = [f for f in tracked_files(root) if projects not in f.resolve().parents]
+        check_pickles(report, outside)
         check_shared_utils(report)
         check_assignments(report)
         from course.catalog import check_catalog

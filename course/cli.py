@@ -52,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("slugs", nargs="*", metavar="slug", help="projects to check (default: all)")
 
+    p = sub.add_parser(
+        "pickles",
+        parents=[common],
+        help="find pickle bytes in files, whatever their names (the pre-commit hook)",
+        description="One line per file that holds a pickle, a torch.save zip archive, a NumPy "
+        "object array or any of these compressed; exit 1 if any. Without files: every file "
+        "git tracks.",
+    )
+    p.add_argument("files", nargs="*", metavar="file", help="files to scan (default: all tracked)")
+
     p = sub.add_parser("run", parents=[common], help="execute notebooks headlessly into build/")
     p.add_argument("slugs", nargs="*", metavar="slug", help="projects to run (default: all)")
     p.add_argument("--smoke", action="store_true", help="set DGM_SMOKE=1 (the tiny CI run)")
@@ -92,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             from course import check
 
             return check.main(root, args.slugs)
+        if args.command == "pickles":
+            from course import pickles
+
+            files = args.files or [str(f) for f in pickles.tracked_files(root)]
+            return pickles.main(files)
         if args.command == "run":
             from course import run
 

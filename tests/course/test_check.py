@@ -106,6 +106,12 @@ def _break(repo: Path, case: str) -> None:
         (alpha / "tests" / "test_alpha.py").unlink()
     elif case == "pickle checkpoint":
         (ckpt / "alpha.pt").write_bytes(b"\x80\x04K\x01.")
+    elif case == "checkpoint named .pt":
+        (ckpt / "alpha.pt").write_bytes(b"not a pickle, still not a safetensors file\n")
+    elif case == "sidecar in the old layout":
+        _edit(ckpt / "alpha.json", '"model"', '"config"')
+    elif case == "sidecar with a wrong type":
+        _edit(ckpt / "alpha.json", '"step": 10', '"step": "ten"')
     elif case == "sha256 mismatch":
         data = bytearray((ckpt / "alpha.safetensors").read_bytes())
         data[-1] ^= 0xFF
@@ -178,7 +184,10 @@ CASES = {
     "wrong kernel": "kernelspec is 'julia'",
     "v2 notebook without outputs": "code cell(s) not executed",
     "missing files": "projects/alpha/README.md: missing",
-    "pickle checkpoint": "alpha.pt: pickle-based checkpoint (.pt) is not allowed",
+    "pickle checkpoint": "alpha.pt: a pickle (protocol 4): loading it runs code",
+    "checkpoint named .pt": "alpha.pt: pickle-based checkpoint (.pt) is not allowed",
+    "sidecar in the old layout": "alpha.json: uses the old sidecar layout ('config')",
+    "sidecar with a wrong type": "alpha.json: field 'step' is 'ten', not int",
     "sha256 mismatch": "alpha.safetensors: sha256 does not match alpha.json",
     "sidecar missing": "sidecar alpha.json missing",
     "oversize checkpoint": "big.safetensors: 10.0 MB (limit 10 MB)",

@@ -25,6 +25,7 @@ REQUIRED = {
     "check-github-workflows",
     "check-github-issue-forms",
     "course-check",
+    "forbid-pickles",
 }
 VENV_EXEC = ROOT / ".github" / "scripts" / "venv-exec"
 
@@ -74,6 +75,9 @@ def test_hook_arguments(hooks):
     assert "--keep-output" in nbstripout and "--keep-count" in nbstripout
     for hook_id in ("end-of-file-fixer", "trailing-whitespace"):
         assert re.search(hooks[hook_id]["exclude"], "projects/vae/vae.ipynb")
+    pickles = hooks["forbid-pickles"]
+    assert pickles["entry"].endswith("course pickles") and pickles.get("pass_filenames", True)
+    assert "files" not in pickles  # every file, whatever its name
     course = hooks["course-check"]
     assert course["entry"].endswith("course check") and course["pass_filenames"] is False
     assert "vendor.github-workflows" in hooks["check-github-workflows"]["entry"]
