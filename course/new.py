@@ -3,10 +3,14 @@
 Origin: written for dgm-course (MIT licence).
 
 The skeleton is a tiny working project (an independent-pixel Bernoulli model), so a student starts
-from something that already passes `course check`, its tests and the smoke notebook run, and
-replaces the model rather than building the plumbing. The slug becomes a folder name and a Python
-import name shared by every project on one sys.path, hence the strict rules on it. The new folder
-is assembled in a hidden temporary folder and renamed into place, so a failure leaves nothing.
+from something that already passes `course check`, its tests and the smoke notebook run. The model
+and its objective live in one file, `<slug>/model.py`, behind a small contract that the commands
+(train, evaluate, sample, bench), the plumbing tests and the notebook's plumbing cells use, so a
+student replaces that file (and the tests of its math) rather than building the plumbing. The
+slug becomes a folder name and a Python import name shared by every project on one sys.path,
+hence the strict rules on it. The new folder, with an empty `checkpoints/` (a .gitkeep keeps it
+in git), is assembled in a hidden temporary folder and renamed into place, so a failure leaves
+nothing.
 """
 
 from __future__ import annotations
@@ -237,6 +241,8 @@ def create_project(
                 text = _substitute(text, values)
             dest.write_text(text, encoding="utf-8")
         (build / "REVIEW.md").write_text(review_text(root, slug, title), encoding="utf-8")
+        (build / "checkpoints").mkdir(exist_ok=True)
+        (build / "checkpoints" / ".gitkeep").touch()
         os.rename(build, target)
     except FileExistsError as err:
         raise CourseError(f"projects/{slug} already exists; choose another slug") from err
@@ -261,7 +267,10 @@ def main(
     print(f"created projects/{slug}/")
     print("next:")
     print(f"  course check {slug}                      # TODO markers show up as warnings")
-    print(f"  cd projects/{slug} && python -m {slug}.train --help")
+    print(
+        f"  edit projects/{slug}/{slug}/model.py: the paper's model and objective (contract on top)"
+    )
+    print(f"  cd projects/{slug} && python -m {slug}.train --help && python -m pytest tests")
     print(
         f"  DGM_SMOKE=1 python -m pytest --nbval-lax --nbval-current-env projects/{slug}/{slug}.ipynb"
     )

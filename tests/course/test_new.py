@@ -52,10 +52,14 @@ def test_new_project_passes_check(root, course):
         "demo_proj/model.py",
         "demo_proj/train.py",
         "demo_proj/evaluate.py",
+        "demo_proj/sample.py",
         "demo_proj/bench.py",
         "tests/test_model.py",
+        "tests/test_plumbing.py",
+        "checkpoints/.gitkeep",
     ):
         assert (project / name).is_file(), name
+    assert [p.name for p in (project / "checkpoints").iterdir()] == [".gitkeep"]
     for path in project.rglob("*"):
         assert "__slug__" not in path.name
         if path.is_file():
@@ -199,7 +203,11 @@ def test_generated_code_is_lint_clean_even_with_a_long_slug(root, course):
 
 
 @pytest.mark.slow
-def test_generated_project_tests_pass(root, course):
+@pytest.mark.parametrize("model", ["placeholder", "other model"])
+def test_generated_project_tests_and_notebook_pass(root, course, model):
+    """The project's tests and its notebook in smoke mode pass, as generated and with another
+    model family in place of model.py (tests/course/fixtures/other_model.py): the commands, the
+    plumbing tests and the notebook's plumbing cells depend only on model.py's contract."""
     from shared_utils.paths import data_dir
 
     if not (data_dir() / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").is_file():
@@ -207,8 +215,19 @@ def test_generated_project_tests_pass(root, course):
     rc, out = course("new", "demo_proj", "--title", "Demo", "--paper-url", URL, "--root", root)
     assert rc == 0, out
     project = root / "projects" / "demo_proj"
-    result = _run(
-        "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", project, "tests",
-        cwd=project,
+    if model == "other model":
+        shutil.copy(
+            Path(__file__).parent / "fixtures" / "other_model.py",
+            project / "demo_proj" / "model.py",
+        )
+        (project / "tests" / "test_model.py").unlink()  # the placeholder's math tests
+    env = {**os.environ, "DGM_SMOKE": "1", "DGM_PROGRESS": "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", project,
+         "--nbval-lax", "--nbval-current-env", "tests", "demo_proj.ipynb"],
+        cwd=project, env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-2000:]
+    rc, out = course("check", "demo_proj", "--root", root)
+    assert rc == 0, out

@@ -1,57 +1,87 @@
-"""Exact test NLL (eq. 2 of model.py) of a checkpoint on the fixed-binarized MNIST test set.
+"""Evaluate a checkpoint on the test set of the dataset it was trained on (Model.evaluate).
+
+    python -m __slug__.evaluate checkpoints/__slug__.safetensors             # all test images
+    python -m __slug__.evaluate checkpoints/__slug__.safetensors --eval-n 500
+    python -m __slug__.evaluate checkpoints/__slug__.safetensors --write     # into the sidecar
 
 Origin: written for dgm-course (MIT licence).
 
-The test set uses the repo's fixed binarization (shared_utils.data), not the Larochelle & Murray
-static split, so the number is comparable to the papers' only approximately.
+Prints the mean of every per-example metric of ``Model.evaluate`` (model.py) over the first
+``--eval-n`` test images of the checkpoint's ``--dataset`` (read from its sidecar; the test images
+are deterministic, see ``shared_utils.data.evaluation_inputs``). A stochastic estimator draws its
+random numbers after ``torch.manual_seed(--seed)``. Add the estimator's own options (e.g. a number
+of importance samples) to the parser in ``main``.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
-from pathlib import Path
+import time
+from typing import Any
 
 import torch
 
-from shared_utils.checkpoints import CheckpointError, load_checkpoint, read_sidecar, update_metrics
-from shared_utils.data import fixed_binarized_mnist
+from shared_utils.checkpoints import load_model, read_sidecar
+from shared_utils.data import evaluation_inputs
+from shared_utils.runs import eval_cli, eval_parser, subset_suffix
+from shared_utils.training import evaluating
 
-from .model import IndependentBernoulli
+from .model import DATASET, METRIC, METRIC_LABEL, Model
 
 
-@torch.no_grad()
-def test_nll(model: IndependentBernoulli, x: torch.Tensor, batch_size: int = 1000) -> float:
-    """Mean -log p(x) in nats over the rows of ``x``."""
-    total = sum(model.nll(x[i : i + batch_size]).sum().item() for i in range(0, len(x), batch_size))
-    return total / len(x)
+def evaluate(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 100
+) -> dict[str, float]:
+    """The mean over the rows of ``x`` of each metric of ``model.evaluate``, batch by batch."""
+    device = next(model.parameters()).device
+    sums: dict[str, float] = {}
+    with evaluating(model):
+        for i in range(0, x.shape[0], batch_size):
+            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+            for name, values in model.evaluate(xb, yb).items():
+                sums[name] = sums.get(name, 0.0) + values.double().sum().item()
+    return {name: total / x.shape[0] for name, total in sums.items()}
+
+
+def _evaluate_command(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    model = load_model(args.checkpoint, Model, map_location=args.device)
+    dataset = read_sidecar(args.checkpoint)["train"].get("dataset", DATASET)
+    x, y = evaluation_inputs(dataset, "test")
+    total = x.shape[0]
+    x, y = x[: args.eval_n], y[: args.eval_n]
+    torch.manual_seed(args.seed)
+    start = time.perf_counter()
+    means = evaluate(model, x, y, args.batch_size)
+    wall = time.perf_counter() - start
+    n = x.shape[0]
+    if not means:
+        print("Model.evaluate returns no metric: nothing to report")
+        return {}
+    if METRIC in means:
+        print(f"{METRIC_LABEL}: {means[METRIC]:.2f} ({n} {dataset} test images)")
+    for name, value in means.items():
+        print(f"test {name}: {value:.4f}")
+    suffix = subset_suffix(n, total)
+    return {
+        **{f"test_{name}{suffix}": round(value, 4) for name, value in means.items()},
+        f"evaluation{suffix}": {
+            "n_test": n,
+            "dataset": dataset,
+            "seed": args.seed,
+            "wall_s": round(wall, 1),
+            "threads": args.threads,
+            "command": f"python -m {__package__}.evaluate " + shlex.join(argv),
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog=f"python -m {__package__}.evaluate", description=__doc__.splitlines()[0]
-    )
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("--subset", type=int, help="only the first N test images")
-    p.add_argument("--write", action="store_true", help="store the result in the sidecar")
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    try:
-        config = read_sidecar(args.checkpoint)["config"]
-        model = IndependentBernoulli(**config["model"])
-        load_checkpoint(args.checkpoint, model)
-    except (CheckpointError, KeyError, TypeError) as err:
-        print(f"error: cannot load {args.checkpoint}: {err}", file=sys.stderr)
-        return 2
-    x = fixed_binarized_mnist("test")
-    if args.subset:
-        x = x[: args.subset]
-    nll = test_nll(model, x)
-    print(f"test NLL: {nll:.2f} nats ({len(x)} images, exact)")
-    if args.write:
-        update_metrics(args.checkpoint, test_nll_nats=round(nll, 4), test_images=len(x))
-    return 0
+    argv = sys.argv[1:] if argv is None else argv
+    parser = eval_parser(__doc__, f"python -m {__package__}.evaluate")
+    return eval_cli(parser, lambda args: _evaluate_command(args, argv), argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

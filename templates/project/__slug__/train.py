@@ -1,103 +1,81 @@
-"""Maximum-likelihood training (minimise eq. 2 of model.py) on dynamically binarized MNIST.
+"""Train the model of model.py by minimising its objective (Model.loss) with Adam.
+
+    python -m __slug__.train --epochs 10 --out runs/__slug__ \
+        --ship checkpoints/__slug__.safetensors
+    python -m __slug__.train ... --resume       # same options: continues exactly where it stopped
 
 Origin: written for dgm-course (MIT licence).
 
-A plain loop a reader can follow: draw a minibatch, binarize it afresh, take an Adam step on the
-mean NLL. A resumable checkpoint (weights, optimizer, RNG) is written atomically every
-``--save-every`` steps and at the end; ``--resume`` continues from it bit for bit.
+A plain loop: draw a minibatch of training images, turn it into model inputs (for
+mnist-binarized: a fresh binarization of every batch), take one Adam step on ``model.loss``; after
+every epoch, log the mean of ``model.evaluate``'s metrics on the first ``--eval-n`` test images.
+Run folder, saves, exact resume and budgets: ``shared_utils.runs``. The model's hyperparameters
+(``ModelConfig`` in model.py) are options too.
+
+For the paper: set its batch size, learning rate and epochs as the defaults below. A model trained
+by one optimizer on ``model.loss`` needs nothing else here. Several optimizers (a GAN's generator
+and discriminator steps), a schedule or an EMA of the weights extend the loop: build them after
+the model, pass every one of them to ``run.start`` (``run.start(model, model.config(),
+g_opt=g_opt, d_opt=d_opt, ema=ema)``) so that ``--resume`` restores them, draw all randomness from
+``run.generator`` or the torch RNG, and ship EMA weights with
+``run.finish(weights=ema.state_dict())``.
 """
 
 from __future__ import annotations
 
-import argparse
-import shlex
-import sys
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
-import torch
+from shared_utils.data import DATASETS, dataset_tensors, evaluation_inputs, model_inputs
+from shared_utils.runs import Run, RunConfig, cli, flag
+from shared_utils.training import adam
 
-from shared_utils.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from shared_utils.data import binarize, mnist_tensors
-from shared_utils.training import is_smoke, progress, seed_everything
-
-from .model import IndependentBernoulli
+from .evaluate import evaluate
+from .model import DATASET, Model, ModelConfig
 
 
-def train_steps(
-    model: IndependentBernoulli,
-    optimizer: torch.optim.Optimizer,
-    images: torch.Tensor,
-    steps: int,
-    batch_size: int,
-    generator: torch.Generator,
-    start_step: int = 0,
-    show_progress: bool = False,
-) -> list[dict[str, float]]:
-    """Run ``steps`` Adam steps on uint8 ``images`` [N, 28, 28]; return rows {step, nll}."""
-    log = []
-    steps_iter = range(start_step + 1, start_step + steps + 1)
-    for step in progress(steps_iter, disable=not show_progress):
-        idx = torch.randint(images.shape[0], (batch_size,), generator=generator)
-        x = binarize(images[idx], generator)  # dynamic binarization: a new sample every time
-        loss = model.nll(x).mean()  # eq. 2, averaged over the batch
-        optimizer.zero_grad()
+@dataclass
+class TrainConfig(ModelConfig, RunConfig):  # every field is a flag: batch_size -> --batch-size
+    dataset: str = flag(DATASET, "training and test images", choices=tuple(DATASETS))
+    batch_size: int = flag(100, "images per step")
+    lr: float = flag(1e-2, "Adam learning rate")
+    out: Path = flag(Path("runs/__slug__"), "run folder")
+
+
+def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """The keyword arguments of ``Model``: the fields of ``ModelConfig`` in ``cfg``."""
+    return {f.name: getattr(cfg, f.name) for f in fields(ModelConfig)}
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run the training loop ``cfg`` describes; return the path of the final checkpoint."""
+    run = Run(cfg)
+    images, labels = dataset_tensors(cfg.dataset, "train")  # uint8 [N, 1, 28, 28], int64 [N]
+    images, labels = images[: cfg.limit_train], labels[: cfg.limit_train]
+    x_test, y_test = evaluation_inputs(cfg.dataset, "test")
+    x_test, y_test = x_test[: cfg.eval_n], y_test[: cfg.eval_n]
+
+    model = Model(**model_kwargs(cfg)).to(run.device)
+    optimizer = adam(model.parameters(), lr=cfg.lr)
+    run.start(model, model.config(), optimizer=optimizer)  # on --resume: restores all of it
+
+    for batch, y in run.batches(images, labels, batch_size=cfg.batch_size):
+        x = model_inputs(cfg.dataset, batch, run.generator).to(run.device)
+        loss = model.loss(x, y.to(run.device))  # the paper's objective (model.py)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        log.append({"step": float(step), "nll": float(loss.item())})
-    return log
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog=f"python -m {__package__}.train", description=__doc__.splitlines()[0]
-    )
-    p.add_argument("--steps", type=int, default=2000, help="total training steps")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("runs/model.safetensors"))
-    p.add_argument("--save-every", type=int, default=500, help="checkpoint interval")
-    p.add_argument("--resume", action="store_true", help="continue from --out")
-    p.add_argument("--ship", type=Path, help="also save weights only here (checkpoints/)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    return p.parse_args(argv)
+        run.log(loss=loss.item())
+        if run.epoch_done and cfg.eval_n:
+            metrics = evaluate(model, x_test, y_test, cfg.batch_size)
+            run.log_eval(**{f"test_{name}": value for name, value in metrics.items()})
+    return run.finish()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train, checkpointing as it goes; returns the exit status."""
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    generator = seed_everything(args.seed)
-    model = IndependentBernoulli()
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    config = {"model": model.config(), "lr": args.lr, "batch_size": args.batch_size}
-    step = 0
-    if args.resume:
-        try:
-            ckpt = load_checkpoint(args.out, model, load_train_state=True)
-        except CheckpointError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        optimizer.load_state_dict(ckpt.train_state["optimizer"])
-        generator.set_state(ckpt.train_state["generator"])
-        step = ckpt.step
-    images, _ = mnist_tensors("train-50k")
-    if is_smoke():
-        images = images[:2000]
-    command = "python -m " + __package__ + ".train " + shlex.join(argv or sys.argv[1:])
-    while step < args.steps:
-        chunk = min(args.save_every, args.steps - step)
-        log = train_steps(model, optimizer, images, chunk, args.batch_size, generator, step)
-        step += chunk
-        print(f"step {step}: train NLL {log[-1]['nll']:.2f} nats", flush=True)
-        state = {"optimizer": optimizer.state_dict(), "generator": generator.get_state()}
-        save_checkpoint(
-            args.out, model, config=config, step=step, command=command, train_state=state
-        )
-    if args.ship:
-        save_checkpoint(args.ship, model, config=config, step=step, command=command)
-    return 0
+    return cli(train, TrainConfig, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
