@@ -85,9 +85,9 @@ def fused_adam(steps: int = 200, repeats: int = 5) -> dict:
     ]
     report = {}
     for objective, k in (("vae", 1), ("iwae", 50)):
-        models = {}
+        models: dict[bool, VAE] = {}
 
-        def loop(fused: bool, k=k, objective=objective) -> None:
+        def loop(fused: bool, k=k, objective=objective, models=models) -> None:
             torch.manual_seed(0)
             model = VAE()
             params = model.parameters()
