@@ -224,10 +224,17 @@ def command_line(cfg: Any) -> str:
         if isinstance(value, bool):
             parts.append(opt if value else "--no-" + opt[2:])
         elif isinstance(value, (list, tuple)):
-            parts += [opt, *map(str, value)]
+            parts += [opt, *map(_flag_text, value)]
         else:
-            parts += [opt, str(value)]
+            parts += [opt, _flag_text(value)]
     return shlex.join(parts)
+
+
+def _flag_text(value: Any) -> str:
+    """How a value is typed on the command line: 40.0 as 40, 0.001 as 0.001."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
 
 
 def _jsonable(value: Any) -> Any:
@@ -665,7 +672,7 @@ def eval_parser(doc: str | None, prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("checkpoint", type=Path, help="a .safetensors file with its .json sidecar")
     parser.add_argument(
-        "--eval-n", type=int, default=None, help="first N test images (default: all)"
+        "--eval-n", type=int, default=None, help="first N test images; all if not given"
     )
     parser.add_argument("--batch-size", type=int, default=100, help="images per forward pass")
     parser.add_argument("--seed", type=int, default=0, help="seed of the estimator's sampling")

@@ -171,9 +171,11 @@ class TimeBudget:
 def adam(params: Iterable, lr: float = 1e-3, **kwargs: Any) -> torch.optim.Adam:
     """``torch.optim.Adam`` with the fused implementation where the parameters' device has one.
 
-    Fused Adam does the whole update in one kernel per parameter group: measured 18% more VAE and
-    30% more MADE training throughput on a CPU thread than the default, with parameters equal to
-    within 2e-7 after a training run (float rounding in a different order).
+    Fused Adam does the whole update in one kernel per parameter group. Measured on one CPU thread
+    (interleaved runs, medians; ``python -m vae.bench``, ``python -m made.bench --parts adam``):
+    1.22x the VAE's and 1.37x MADE's training throughput of ``torch.optim.Adam``. The result is
+    the same algorithm rounded in another order: after 200 VAE steps the parameters differ by at
+    most 7e-7, after 400 MADE steps by at most 1.1e-5.
     """
     params = list(params)
     try:

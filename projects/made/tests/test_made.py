@@ -1,19 +1,29 @@
-"""Unit tests of MADE: the autoregressive property, exact normalisation, training, checkpoints, CLI."""
+"""Unit tests of MADE: the autoregressive property, exact normalisation, masks, training and its
+exact resume, early stopping, checkpoints, CLI."""
 
 from __future__ import annotations
 
 import itertools
+import shlex
+import shutil
+from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
-from made.evaluate import load_made
 from made.evaluate import main as evaluate_main
 from made.model import MADE, made_degrees, made_masks, mask_generator
+from made.train import MODEL_FLAGS, TrainConfig, train
 from made.train import main as train_main
 from torch.autograd.functional import jacobian
 
-from shared_utils.checkpoints import load_checkpoint, save_checkpoint
+from shared_utils.checkpoints import load_checkpoint, load_model, read_sidecar, save_checkpoint
+from shared_utils.runs import parse_config
+from shared_utils.testing import assert_same_run, fake_wall_clock, killed_at_step
 from shared_utils.training import read_csv_log
+
+torch.set_num_threads(1)  # the course machine's cores are shared
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "made_2x500_32masks.safetensors"
 
 
 def dependency_violations(model: MADE, x: torch.Tensor) -> tuple[int, int]:
@@ -137,9 +147,9 @@ def test_loss_decreases_on_a_small_batch():
 def test_checkpoint_round_trip_rebuilds_the_masks(tmp_path):
     torch.manual_seed(0)
     model = MADE(10, [20, 20], num_masks=6, order_agnostic=True, direct=True, mask_seed=7)
-    path = save_checkpoint(tmp_path / "m.safetensors", model, config=model.config(), step=3)
+    path = save_checkpoint(tmp_path / "m.safetensors", model, model_config=model.config(), step=3)
     assert not any("mask" in k or "ordering" in k for k in load_checkpoint(path).state_dict)
-    restored = load_made(path)
+    restored = load_model(path, MADE)
     x = (torch.rand(5, 10) < 0.5).float()
     for index in range(6):
         model.set_mask(index)
@@ -156,6 +166,41 @@ def test_checkpoint_round_trip_rebuilds_the_masks(tmp_path):
     assert mask_generator(7, 1).initial_seed() != mask_generator(7, 2).initial_seed()
 
 
+def test_made_builds_on_the_meta_device():
+    """load_model builds the model under `with torch.device("meta")` first: degrees and masks
+    must not need the data of meta tensors, and must be the CPU ones."""
+    kwargs = {"hidden_sizes": [30, 30], "num_masks": 3, "order_agnostic": True, "direct": True}
+    with torch.device("meta"):
+        probe = MADE(12, **kwargs)
+        degrees = probe.degrees(2)
+        probe.set_mask(2)
+    assert all(t.is_meta for t in [*probe.parameters(), *probe.buffers()])
+    real = MADE(12, **kwargs)
+    for a, b in zip(degrees, real.degrees(2), strict=True):
+        assert a.device.type == "cpu" and torch.equal(a, b)
+
+
+def test_cached_masks_equal_freshly_built_ones():
+    kwargs = {"hidden_sizes": [20, 20], "num_masks": 5, "order_agnostic": True, "direct": True}
+    cached, rebuilt = MADE(10, **kwargs, mask_seed=3), MADE(10, **kwargs, mask_seed=3)
+    rebuilt.mask_cache_bytes = 0
+    rebuilt._mask_cache.clear()
+    one_index = sum(m.numel() for m in cached.masks(0)[0])
+    small = MADE(10, **kwargs, mask_seed=3)
+    small.mask_cache_bytes = one_index  # room for one index only: the others are rebuilt
+    for index in [0, 1, 2, 3, 4, 3, 0, 4, 1, 2]:  # built the first time, from the cache after
+        hidden, direct = made_masks(cached.degrees(index))
+        for model in (cached, rebuilt, small):
+            model.set_mask(index)
+            layers = [*model.layers, model.direct]
+            for layer, fresh in zip(layers, [*hidden, direct], strict=True):
+                assert layer.mask.dtype == torch.float32 and torch.equal(layer.mask, fresh)
+            assert torch.equal(model.ordering, cached.degrees(index)[0])
+    assert sorted(cached._mask_cache) == [0, 1, 2, 3, 4] and not rebuilt._mask_cache
+    assert list(small._mask_cache) == [0]
+    assert all(m.dtype == torch.uint8 for masks, _ in cached._mask_cache.values() for m in masks)
+
+
 def test_sampling_gives_binary_images_of_the_right_shape():
     model = MADE(12, [20], num_masks=3, order_agnostic=True)
     x = model.sample(4, generator=torch.Generator().manual_seed(0), mask=2)
@@ -163,24 +208,125 @@ def test_sampling_gives_binary_images_of_the_right_shape():
     assert model.mask_index == 0
 
 
-def test_train_cli_runs_resumes_and_refuses_changed_options(tmp_path, capsys):
-    out = tmp_path / "run"
-    base = ["--limit-train", "200", "--limit-valid", "100", "--batch-size", "50"]
-    base += ["--hidden-sizes", "32", "--num-masks", "3", "--log-every", "2", "--out", str(out)]
-    assert train_main([*base, "--epochs", "1"]) == 0
-    first = load_checkpoint(out / "last.safetensors", load_train_state=True)
-    assert first.step == 4 and first.train_state["epoch"] == 1
-    assert train_main([*base, "--epochs", "2", "--resume"]) == 0
-    second = load_checkpoint(out / "last.safetensors", load_train_state=True)
-    assert second.step == 8 and second.train_state["epoch"] == 2
-    steps = [r["step"] for r in read_csv_log(out / "log.csv")]
-    assert steps == sorted(steps) and steps[-1] == 8
-    ship = tmp_path / "ship.safetensors"
-    assert train_main([*base, "--epochs", "2", "--resume", "--ship", str(ship)]) == 0
-    assert load_checkpoint(ship).config["num_masks"] == 3
-    changed = [a if a != "32" else "16" for a in base]
-    assert train_main([*changed, "--epochs", "2", "--resume"]) == 1
-    assert "options differ" in capsys.readouterr().err
-    assert train_main(["--resume", "--out", str(tmp_path / "missing")]) == 1
-    assert evaluate_main([str(ship), "--masks", "3", "--limit", "20", "--no-write"]) == 0
-    assert evaluate_main([str(ship), "--masks", "4", "--limit", "20"]) == 1
+def _cfg(out: Path, **kw) -> TrainConfig:
+    """200 images in batches of 50: 4 steps per epoch, 3 epochs, 3 masks; saves every 3 steps."""
+    settings = dict(limit_train=200, batch_size=50, hidden_sizes=[32], num_masks=3, eval_n=50)
+    settings.update(epochs=3, save_every=3, log_every=2, quiet=True)
+    return TrainConfig(out=out, **{**settings, **kw})
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("made") / "straight"
+    train(_cfg(out))
+    return out
+
+
+@pytest.mark.parametrize("interruption", ["max_steps", "kill", "minutes"])
+def test_resume_is_exact(straight_run, tmp_path, monkeypatch, interruption):
+    """Stopped mid-epoch by --max-steps, by a SIGKILL between two saves or by --minutes, then
+    resumed: bitwise the straight run (weights, Adam, RNGs, mask cycle, logs)."""
+    out = tmp_path / interruption
+    if interruption == "max_steps":
+        train(_cfg(out, max_steps=5))  # in epoch 2
+    elif interruption == "kill":
+        killed_at_step(train, _cfg(out), step=8)  # the last save was at step 6
+    else:
+        fake_wall_clock(monkeypatch)  # one second per clock reading
+        train(_cfg(out, minutes=0.1))
+        stopped = load_checkpoint(out / "last.safetensors")
+        assert stopped.metrics["stopped_by"] == "minutes" and 0 < stopped.step < 12
+    train(_cfg(out, resume=True))
+    assert_same_run(straight_run, out)
+
+
+def _overfit(out: Path, **kw) -> TrainConfig:
+    """4 fixed-binarized images, 2 steps per epoch, 8 epochs: the validation NLL is lowest at
+    epoch 4 (393.0 nats) and 1-3 nats higher after it, as the network learns the 4 images."""
+    settings = dict(limit_train=4, batch_size=2, hidden_sizes=[256], binarization="fixed")
+    settings.update(num_masks=1, lr=1e-2, epochs=8, eval_n=100)
+    return _cfg(out, **{**settings, **kw})
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path).state_dict
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_best_epoch_is_shipped_and_survives_resume(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(_overfit(straight, ship=tmp_path / "straight.safetensors"))
+    valid = [row["valid_nll"] for row in read_csv_log(straight / "eval.csv")]
+    best_epoch = valid.index(min(valid)) + 1
+    assert 1 < best_epoch < 8  # the test is not vacuous: later epochs are worse
+    shipped = load_checkpoint(tmp_path / "straight.safetensors")
+    assert shipped.metrics["best_epoch"] == best_epoch
+    assert shipped.metrics["valid_nll_1mask"] == round(min(valid), 3)
+    assert _same(shipped.state_dict, _weights(straight / "best.safetensors"))
+    assert not _same(shipped.state_dict, _weights(straight / "last.safetensors"))
+    # stopped after the best epoch, mid-epoch: the resumed part must not forget the best score
+    train(_overfit(split, max_steps=2 * best_epoch + 3))
+    train(_overfit(split, resume=True, ship=tmp_path / "split.safetensors"))
+    assert_same_run(straight, split)
+    assert _same(shipped.state_dict, _weights(tmp_path / "split.safetensors"))
+    assert load_checkpoint(tmp_path / "split.safetensors").metrics["best_epoch"] == best_epoch
+    # without validation there is no early stopping: the last weights are shipped
+    train(_overfit(tmp_path / "none", eval_n=0, ship=tmp_path / "none.safetensors"))
+    last = _weights(tmp_path / "none" / "last.safetensors")
+    assert _same(last, _weights(tmp_path / "none.safetensors"))
+    assert not (tmp_path / "none" / "best.safetensors").exists()
+
+
+def test_the_shipped_command_and_checkpoint_fit_this_code():
+    sidecar = read_sidecar(SHIPPED)
+    argv = shlex.split(sidecar["command"])
+    assert argv[:3] == ["python", "-m", "made.train"]
+    cfg = parse_config(TrainConfig, argv[3:])
+    model_config = {"num_inputs": 784, **{name: getattr(cfg, name) for name in MODEL_FLAGS}}
+    assert model_config == sidecar["model"]
+    assert set(asdict(cfg)) - set(MODEL_FLAGS) == set(sidecar["train"])
+    model = load_model(SHIPPED, MADE)
+    assert model.config() == sidecar["model"] and not model.training
+
+
+def test_train_and_evaluate_commands(tmp_path, capsys):
+    common = ["--limit-train", "100", "--batch-size", "50", "--hidden-sizes", "32"]
+    common += ["--num-masks", "3", "--eval-n", "20", "--epochs", "1", "--quiet"]
+    ship = tmp_path / "made.safetensors"
+    a, b, c = (str(tmp_path / name) for name in "abc")
+    assert train_main([*common, "--out", a, "--ship", str(ship)]) == 0
+    ckpt = load_checkpoint(ship)
+    assert ckpt.step == 2 and ckpt.model["num_masks"] == 3 and ckpt.train["batch_size"] == 50
+    assert ckpt.command.startswith("python -m made.train") and "--num-masks 3" in ckpt.command
+    assert train_main([*common, "--epochs", "2", "--out", b]) == 0
+    for name in ("best.safetensors", "best.json"):  # a best epoch the saves of run a never saw
+        shutil.copy(Path(b) / name, Path(a) / name)
+    resume = ["--out", a, "--resume"]
+    refused = [  # bad input: exit code 1 and one line that says what to do
+        ("already holds a run", [*common, "--out", a]),
+        ("nothing to resume", [*common, "--out", c, "--resume"]),
+        ("hidden_sizes: saved [32], given [16]", [*common, "--hidden-sizes", "16", *resume]),
+        ("holds step 4, but the run's best epoch ended at step 2", [*common, *resume]),
+    ]
+    for message, argv in refused:
+        assert train_main(argv) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and message in err[0], err
+    with pytest.raises(SystemExit):  # argparse: a choice that does not exist
+        train_main([*common, "--binarization", "static"])
+    argv = [str(ship), "--masks", "3", "--eval-n", "20"]
+    assert evaluate_main(argv) == 0
+    assert "1 mask(s): test NLL" in capsys.readouterr().out
+    assert "test_nll_3masks_first20" not in load_checkpoint(ship).metrics  # no --write
+    assert evaluate_main([*argv, "--write"]) == 0
+    metrics = load_checkpoint(ship).metrics
+    assert {"test_nll_1mask_first20", "test_nll_3masks_first20"} <= set(metrics)
+    assert metrics["eval_3masks_first20"]["n_test"] == 20
+    assert evaluate_main([str(ship), "--masks", "4"]) == 1
+    assert evaluate_main([str(ship), "--eval-n", "0"]) == 1
+    assert evaluate_main([str(tmp_path / "nope.safetensors")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert "choose 1..3" in err[0] and "--eval-n" in err[1] and "does not exist" in err[2]
