@@ -307,6 +307,22 @@ def _set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _match_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give restored optimizer state (e.g. Adam's moments) its parameter's memory layout.
+
+    A checkpoint stores tensors contiguous; a parameter may be channels-last. Fused Adam pairs
+    state and parameter element by element in memory, so a layout mismatch would silently mix up
+    elements after a resume.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape:
+                    if value.stride() != p.stride():
+                        state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The data order of epoch ``epoch``: a permutation of ``range(n)`` fixed by (seed, epoch)."""
     gen = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
@@ -429,6 +445,8 @@ class Run:
             objects = ts["objects"]
             for name, obj in self._stateful.items():
                 obj.load_state_dict(objects[name])
+                if isinstance(obj, torch.optim.Optimizer):
+                    _match_layouts(obj)
             _set_rng_state(ts["rng"], self.generator)
             counters = ts["counters"]
             self.step, self.epoch = int(counters["step"]), int(counters["epoch"])

@@ -6,8 +6,10 @@ Objective (Pixel RNN paper, Eq. 1, with a Bernoulli per binary pixel):
 
 exact (no bound, no estimator): one forward pass returns every conditional's logit, because the
 masked network cannot see ``x_i`` when it computes ``logit_i``. Sampling has no such shortcut: pixel
-``i`` needs the sampled values of ``x_<i``, so it takes ``H * W`` forward passes (Section 3.4:
-"generation is sequential").
+``i`` needs the sampled values of ``x_<i``, so it takes ``H * W`` sequential steps (Section 3.4:
+"generation is sequential"). :func:`sample` here is the reference sampler, which runs the network
+at every step; :func:`pixelcnn.fast_sampling.fast_sample` draws the same samples at about the
+cost of one forward pass per image by caching activations.
 """
 
 from __future__ import annotations
@@ -35,9 +37,8 @@ def marginal_nll_per_image(model: nn.Module, x: torch.Tensor, n_classes: int = 1
     exact again (K forward passes). It is the quantity an unconditional model reports, and it lies
     between ``min_y -log p(x|y)`` and that plus ``log K``.
     """
-    log_px_given_y = torch.stack(
-        [-nll_per_image(model, x, torch.full((x.shape[0],), k)) for k in range(n_classes)]
-    )
+    labels = [torch.full((x.shape[0],), k, device=x.device) for k in range(n_classes)]
+    log_px_given_y = torch.stack([-nll_per_image(model, x, y) for y in labels])
     return -(torch.logsumexp(log_px_given_y, dim=0) - math.log(n_classes))
 
 
@@ -53,14 +54,15 @@ def test_nll(
 
     ``marginal=True`` (class-conditional models) sums the label out instead of using ``y``.
     """
-    total = 0.0
+    total, device = 0.0, next(model.parameters()).device
     with evaluating(model):
         for start in range(0, x.shape[0], batch_size):
-            xb = x[start : start + batch_size]
+            xb = x[start : start + batch_size].to(device)
             if marginal:
-                nll = marginal_nll_per_image(model, xb)
+                nll = marginal_nll_per_image(model, xb, model.n_classes)
             else:
-                nll = nll_per_image(model, xb, None if y is None else y[start : start + batch_size])
+                yb = None if y is None else y[start : start + batch_size].to(device)
+                nll = nll_per_image(model, xb, yb)
             total += nll.double().sum().item()
     return total / x.shape[0]
 
@@ -74,10 +76,12 @@ def sample(
     generator: torch.Generator | None = None,
     crop: bool = True,
 ) -> torch.Tensor:
-    """Draw ``n`` images ``[n, 1, H, W]`` in {0, 1} by ancestral sampling in raster order.
+    """Draw ``n`` images ``[n, 1, H, W]`` in {0, 1} by ancestral sampling in raster order: the
+    reference sampler.
 
     At step ``i`` the network is run on the partly filled canvas and pixel ``i`` is drawn from
     ``Bernoulli(sigmoid(logit_i))``; pixels after ``i`` are still zero and are never looked at.
+    With ``crop=False`` that is all it does (the ground truth of the tests).
 
     ``crop=True`` runs the network only on the rows that can reach the current row (its
     ``receptive_rows`` rows above): the logit of row ``r`` depends on nothing outside that band, so
@@ -86,7 +90,8 @@ def sample(
     again with identical results.
     """
     height, width = shape
-    x = torch.zeros(n, 1, height, width)
+    param = next(model.parameters())
+    x = torch.zeros(n, 1, height, width, dtype=param.dtype, device=param.device)
     reach = getattr(model, "receptive_rows", height) if crop else height
     with evaluating(model):
         for r in range(height):

@@ -34,6 +34,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
+def _arguments(
+    kind: str, channels: int, n_layers: int, first_kernel: int, kernel_size: int, n_classes: int
+) -> dict[str, Any]:
+    """The keyword arguments of :func:`build_model` for a model (a checkpoint's sidecar "model")."""
+    return dict(
+        kind=kind,
+        channels=channels,
+        n_layers=n_layers,
+        first_kernel=first_kernel,
+        kernel_size=kernel_size,
+        n_classes=n_classes,
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # Plain PixelCNN (Pixel RNN paper, Section 3.4 and Figure 5)
 # --------------------------------------------------------------------------------------------------
@@ -100,20 +115,24 @@ class PixelCNN(nn.Module):
         n_layers: int = 7,
         first_kernel: int = 7,
         kernel_size: int = 3,
-        head_channels: int | None = None,
     ):
         super().__init__()
-        head_channels = head_channels or channels
+        self.n_classes = 0  # unconditional
+        self._config = _arguments("pixelcnn", channels, n_layers, first_kernel, kernel_size, 0)
         self.first = MaskedConv2d(1, channels, first_kernel, "A")
         self.blocks = nn.ModuleList(ResidualBlock(channels, kernel_size) for _ in range(n_layers))
-        self.head1 = nn.Conv2d(channels, head_channels, 1)
-        self.head2 = nn.Conv2d(head_channels, 1, 1)
+        self.head1 = nn.Conv2d(channels, channels, 1)
+        self.head2 = nn.Conv2d(channels, 1, 1)
         # rows above a pixel that can reach its logit: k//2 per masked convolution
         self.receptive_rows = first_kernel // 2 + n_layers * (kernel_size // 2)
 
+    def config(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`build_model` that rebuild this model (sidecar "model")."""
+        return dict(self._config)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if y is not None:
-            raise ValueError("the plain PixelCNN is unconditional; use --model gated --conditional")
+            raise ValueError("the plain PixelCNN is unconditional; use kind='gated', n_classes=10")
         h = self.first(2.0 * x - 1.0)  # inputs {0,1} -> {-1,+1}, centred
         for block in self.blocks:
             h = block(h)
@@ -130,9 +149,10 @@ def down_shift(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (0, 0, 1, 0))[:, :, :-1, :]
 
 
-def gate(x: torch.Tensor) -> torch.Tensor:
-    """Gated activation unit, Eq. 2: ``tanh(first half) * sigmoid(second half)`` of the channels."""
-    f, g = x.chunk(2, dim=1)
+def gate(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Gated activation unit, Eq. 2: ``tanh(first half) * sigmoid(second half)`` of the channels
+    (dimension ``dim``)."""
+    f, g = x.chunk(2, dim=dim)
     return torch.tanh(f) * torch.sigmoid(g)
 
 
@@ -231,11 +251,10 @@ class GatedPixelCNN(nn.Module):
         first_kernel: int = 7,
         kernel_size: int = 3,
         n_classes: int = 0,
-        head_channels: int | None = None,
     ):
         super().__init__()
-        head_channels = head_channels or channels
         self.n_classes = n_classes
+        self._config = _arguments("gated", channels, n_layers, first_kernel, kernel_size, n_classes)
         self.layers = nn.ModuleList(
             GatedLayer(
                 1 if i == 0 else channels,
@@ -246,11 +265,15 @@ class GatedPixelCNN(nn.Module):
             )
             for i in range(n_layers)
         )
-        self.head1 = nn.Conv2d(channels, head_channels, 1)
-        self.head2 = nn.Conv2d(head_channels, 1, 1)
+        self.head1 = nn.Conv2d(channels, channels, 1)
+        self.head2 = nn.Conv2d(channels, 1, 1)
         # rows above a pixel that can reach its logit: k//2 per vertical convolution, +1 for the
         # down-shift of the vertical-to-horizontal link
         self.receptive_rows = first_kernel // 2 + (n_layers - 1) * (kernel_size // 2) + 1
+
+    def config(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`build_model` that rebuild this model (sidecar "model")."""
+        return dict(self._config)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.n_classes > 0 and y is None:
@@ -263,7 +286,7 @@ class GatedPixelCNN(nn.Module):
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return self.head2(F.relu(self.head1(F.relu(h))))
 
-    # -- fast sampling: the vertical stack once per row, the horizontal stack once per pixel --------
+    # -- for the reference sampler (crop=True): vertical stack once per row, horizontal per pixel --
 
     def row_links(self, x_above: torch.Tensor, y: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Per layer, the vertical pre-activations of the last row of ``x_above`` ``[B,1,R,W]``.
@@ -291,19 +314,26 @@ class GatedPixelCNN(nn.Module):
         return self.head(h)
 
 
-def build_model(config: dict[str, Any]) -> nn.Module:
-    """Rebuild a model from the ``config`` dict stored in a checkpoint's sidecar."""
-    kind = config.get("model", "gated")
-    common = dict(
-        channels=int(config["channels"]),
-        n_layers=int(config["layers"]),
-        first_kernel=int(config.get("first_kernel", 7)),
-        kernel_size=int(config.get("kernel_size", 3)),
-    )
+def build_model(kind: str = "gated", n_classes: int = 0, **kwargs: int) -> nn.Module:
+    """The model a checkpoint's sidecar describes: ``build_model(**sidecar["model"])``.
+
+    The keyword arguments are those of :meth:`PixelCNN.config` / :meth:`GatedPixelCNN.config`:
+    ``kind`` ("pixelcnn" or "gated"), ``channels``, ``n_layers``, ``first_kernel``,
+    ``kernel_size`` and ``n_classes`` (0: unconditional; > 0: class-conditional, gated only).
+    Invalid values raise ValueError, unknown arguments TypeError.
+    """
+    channels, n_layers = kwargs.get("channels", 32), kwargs.get("n_layers", 7)
+    kernels = kwargs.get("first_kernel", 7), kwargs.get("kernel_size", 3)
+    if channels < 2 or n_layers < 1 or n_classes < 0:
+        raise ValueError("channels must be at least 2, n_layers at least 1, n_classes >= 0")
+    if any(k < 3 or k % 2 == 0 for k in kernels):
+        raise ValueError(f"kernel sizes must be odd and at least 3, not {kernels}")
     if kind == "pixelcnn":
-        if config.get("conditional"):
-            raise ValueError("the plain PixelCNN has no conditional variant here; use gated")
-        return PixelCNN(**common)
+        if n_classes:
+            raise ValueError(
+                "the plain PixelCNN has no class-conditional variant: use kind 'gated'"
+            )
+        return PixelCNN(**kwargs)
     if kind == "gated":
-        return GatedPixelCNN(**common, n_classes=10 if config.get("conditional") else 0)
-    raise ValueError(f"unknown model {kind!r}: choose 'pixelcnn' or 'gated'")
+        return GatedPixelCNN(n_classes=n_classes, **kwargs)
+    raise ValueError(f"unknown kind {kind!r}: choose 'pixelcnn' or 'gated'")

@@ -107,7 +107,7 @@ def test_conditioning_changes_the_output():
 @pytest.mark.parametrize("kind", ["pixelcnn", "gated"])
 def test_loss_decreases_on_a_small_batch(kind):
     torch.manual_seed(0)
-    net = build_model({"model": kind, "channels": 16, "layers": 2})
+    net = build_model(kind=kind, channels=16, n_layers=2)
     stripes = (torch.arange(10) % 2).float().view(1, 1, 10, 1).expand(8, 1, 10, 10)
     x = stripes.clone()  # a predictable pattern: the model can drive the NLL far down
     x[4:] = 1 - x[4:]
@@ -132,11 +132,25 @@ def test_sampling_shape_binary_and_seeded():
     assert torch.equal(s1, s2)
 
 
-def test_build_model_rejects_bad_configs():
-    with pytest.raises(ValueError):
-        build_model({"model": "pixelcnn", "channels": 8, "layers": 1, "conditional": True})
-    with pytest.raises(ValueError):
-        build_model({"model": "pixelrnn", "channels": 8, "layers": 1})
+def test_build_model_takes_the_sidecar_arguments():
+    for kind, n_classes in (("pixelcnn", 0), ("gated", 0), ("gated", 10)):
+        config = dict(
+            kind=kind, channels=8, n_layers=2, first_kernel=5, kernel_size=3, n_classes=n_classes
+        )
+        net = build_model(**config)
+        assert net.config() == config
+        assert isinstance(net, PixelCNN if kind == "pixelcnn" else GatedPixelCNN)
+        assert net.n_classes == n_classes
+    with pytest.raises(ValueError, match="class-conditional"):
+        build_model(kind="pixelcnn", channels=8, n_layers=1, n_classes=10)
+    with pytest.raises(ValueError, match="unknown kind"):
+        build_model(kind="pixelrnn", channels=8, n_layers=1)
+    with pytest.raises(ValueError, match="odd"):
+        build_model(kind="gated", kernel_size=4)
+    with pytest.raises(ValueError, match="n_layers"):
+        build_model(kind="gated", n_layers=0)
+    with pytest.raises(TypeError):
+        build_model(kind="gated", layers=3)  # an unknown argument (an old sidecar's name)
 
 
 @pytest.mark.parametrize("kind", ["pixelcnn", "gated"])
