@@ -2,14 +2,15 @@
 
 Origin: written for dgm-course (MIT licence).
 
-Every project tests that its training resumes exactly (the run kit's promise); these helpers make
-that test a few lines long:
+Every project tests that its training resumes exactly (the run kit's promise); with these helpers
+the test is one call:
 
-    train(cfg(tmp_path / "straight"))
-    train(cfg(tmp_path / "split", max_steps=5))              # stopped mid-epoch ...
-    train(cfg(tmp_path / "split", resume=True))              # ... and resumed
-    assert_same_run(tmp_path / "straight", tmp_path / "split")
-    killed_at_step(train, cfg(tmp_path / "killed"), step=7)  # SIGKILL between two saves
+    def test_resume_is_exact(tmp_path, monkeypatch):
+        assert_resume_is_exact(train, small_cfg, tmp_path, monkeypatch, stop_at=5, kill_at=8,
+                               minutes=0.1)
+
+runs a straight run, then one stopped mid-epoch by ``--max-steps``, one killed between two
+saves and one stopped by ``--minutes``, resumes each, and compares them bit for bit.
 """
 
 from __future__ import annotations
@@ -56,16 +57,16 @@ def assert_same_run(a: str | os.PathLike, b: str | os.PathLike) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} differs"
 
 
-def killed_at_step(train: Callable[[Any], Any], cfg: Any, step: int, timeout: float = 300) -> None:
-    """Run ``train(cfg)`` in a forked child that SIGKILLs itself right after step ``step``'s loop
-    body (before any save of that step), as a crash would; assert that it died that way."""
+def dies_of_sigkill(fn: Callable[[], Any], env: dict[str, str] | None = None, timeout=300.0):
+    """Run ``fn()`` in a forked child with ``env`` added to its environment; assert that the
+    child died of SIGKILL (the test hooks of the run kit and the checkpoints send it)."""
     pid = os.fork()
     if pid == 0:
         try:
-            os.environ[runs.KILL_AT_STEP_ENV] = str(step)
-            train(cfg)
+            os.environ.update(env or {})
+            fn()
         finally:
-            os._exit(3)  # reached only if the run ended before the step
+            os._exit(3)  # reached only if no SIGKILL came
     deadline = time.monotonic() + timeout
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -73,11 +74,52 @@ def killed_at_step(train: Callable[[Any], Any], cfg: Any, step: int, timeout: fl
             break
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
-            raise AssertionError(f"the run did not reach step {step} in {timeout} s")
-        time.sleep(0.01)
+            raise AssertionError(f"the child did not finish in {timeout} s")
+        time.sleep(0.005)
     assert (
         os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-    ), f"the run ended with status {status} before step {step}"
+    ), f"the child ended with status {status}, not by SIGKILL"
+
+
+def killed_at_step(train: Callable[[Any], Any], cfg: Any, step: int, timeout: float = 300) -> None:
+    """Run ``train(cfg)`` in a forked child that SIGKILLs itself right after step ``step``'s loop
+    body (before any save of that step), as a crash would; assert that it died that way."""
+    dies_of_sigkill(lambda: train(cfg), {runs.KILL_AT_STEP_ENV: str(step)}, timeout)
+
+
+def assert_resume_is_exact(
+    train: Callable[[Any], Any],
+    make_cfg: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: Any,
+    *,
+    stop_at: int,
+    kill_at: int,
+    minutes: float,
+) -> None:
+    """The run kit's promise for one project: a run stopped mid-epoch by ``--max-steps`` at
+    ``stop_at``, one killed after step ``kill_at``, and one stopped by ``--minutes`` (on the fake
+    clock) are each resumed, and each equals the straight run bit for bit.
+
+    ``make_cfg(out, **overrides)`` returns the project's small test config with run folder ``out``;
+    pick ``stop_at`` inside an epoch, ``kill_at`` after a save but before the next, and
+    ``minutes`` (at one fake second per clock reading) so that the run stops before its end.
+    """
+    straight = tmp_path / "straight"
+    train(make_cfg(straight))
+    total = load_checkpoint(straight / "last.safetensors").step
+    train(make_cfg(tmp_path / "steps", max_steps=stop_at))
+    train(make_cfg(tmp_path / "steps", resume=True))
+    assert_same_run(straight, tmp_path / "steps")
+    killed_at_step(train, make_cfg(tmp_path / "killed"), step=kill_at)
+    train(make_cfg(tmp_path / "killed", resume=True))
+    assert_same_run(straight, tmp_path / "killed")
+    fake_wall_clock(monkeypatch)
+    train(make_cfg(tmp_path / "minutes", minutes=minutes))
+    stopped = load_checkpoint(tmp_path / "minutes" / "last.safetensors")
+    assert stopped.metrics["stopped_by"] == "minutes" and 0 < stopped.step < total, stopped.step
+    train(make_cfg(tmp_path / "minutes", resume=True))
+    assert_same_run(straight, tmp_path / "minutes")
 
 
 def fake_wall_clock(monkeypatch: Any, seconds_per_reading: float = 1.0) -> None:

@@ -27,6 +27,7 @@ from shared_utils.checkpoints import (
     train_state_path,
     update_metrics,
 )
+from shared_utils.testing import dies_of_sigkill
 
 
 def _model(seed: int = 0) -> nn.Module:
@@ -191,27 +192,6 @@ def _save_tagged(path, step: int, with_state: bool = True):
     )
 
 
-def _in_child_killed(fn, env: dict[str, str] | None = None) -> None:
-    """Run ``fn`` in a forked child; assert that it died of SIGKILL."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.environ.update(env or {})
-            fn()
-        finally:
-            os._exit(3)  # reached only if no SIGKILL came
-    deadline = time.monotonic() + 60
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            raise AssertionError("the child did not finish")
-        time.sleep(0.002)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
-
-
 def _assert_consistent(path, steps: set[int], with_state: bool = True) -> int:
     ckpt = load_checkpoint(path, load_train_state=with_state)
     assert ckpt.step in steps
@@ -227,7 +207,7 @@ def _assert_consistent(path, steps: set[int], with_state: bool = True) -> int:
 def test_sigkill_at_each_phase_leaves_a_loadable_checkpoint(tmp_path, phase, with_state):
     path = tmp_path / "last.safetensors"
     _save_tagged(path, 1, with_state)
-    _in_child_killed(lambda: _save_tagged(path, 2, with_state), {checkpoints.KILL_HOOK_ENV: phase})
+    dies_of_sigkill(lambda: _save_tagged(path, 2, with_state), {checkpoints.KILL_HOOK_ENV: phase})
     new = SAVE_PHASES.index(phase) >= SAVE_PHASES.index("published-sidecar")
     if not with_state and phase == "backup-train-state":
         new = False
@@ -249,8 +229,8 @@ def test_a_save_interrupted_twice_still_has_the_checkpoint_before(tmp_path):
     path = tmp_path / "last.safetensors"
     _save_tagged(path, 1)
     env = {checkpoints.KILL_HOOK_ENV: "published-weights"}
-    _in_child_killed(lambda: _save_tagged(path, 2), env)
-    _in_child_killed(lambda: _save_tagged(path, 3), env)  # the main set is broken: keep the backup
+    dies_of_sigkill(lambda: _save_tagged(path, 2), env)
+    dies_of_sigkill(lambda: _save_tagged(path, 3), env)  # the main set is broken: keep the backup
     assert _assert_consistent(path, {1}) == 1 and backup_path(path).exists()
 
 

@@ -19,7 +19,7 @@ from torch.autograd.functional import jacobian
 
 from shared_utils.checkpoints import load_checkpoint, load_model, read_sidecar, save_checkpoint
 from shared_utils.runs import parse_config
-from shared_utils.testing import assert_same_run, fake_wall_clock, killed_at_step
+from shared_utils.testing import assert_resume_is_exact, assert_same_run
 from shared_utils.training import read_csv_log
 
 torch.set_num_threads(1)  # the course machine's cores are shared
@@ -215,29 +215,10 @@ def _cfg(out: Path, **kw) -> TrainConfig:
     return TrainConfig(out=out, **{**settings, **kw})
 
 
-@pytest.fixture(scope="module")
-def straight_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("made") / "straight"
-    train(_cfg(out))
-    return out
-
-
-@pytest.mark.parametrize("interruption", ["max_steps", "kill", "minutes"])
-def test_resume_is_exact(straight_run, tmp_path, monkeypatch, interruption):
+def test_resume_is_exact(tmp_path, monkeypatch):
     """Stopped mid-epoch by --max-steps, by a SIGKILL between two saves or by --minutes, then
     resumed: bitwise the straight run (weights, Adam, RNGs, mask cycle, logs)."""
-    out = tmp_path / interruption
-    if interruption == "max_steps":
-        train(_cfg(out, max_steps=5))  # in epoch 2
-    elif interruption == "kill":
-        killed_at_step(train, _cfg(out), step=8)  # the last save was at step 6
-    else:
-        fake_wall_clock(monkeypatch)  # one second per clock reading
-        train(_cfg(out, minutes=0.1))
-        stopped = load_checkpoint(out / "last.safetensors")
-        assert stopped.metrics["stopped_by"] == "minutes" and 0 < stopped.step < 12
-    train(_cfg(out, resume=True))
-    assert_same_run(straight_run, out)
+    assert_resume_is_exact(train, _cfg, tmp_path, monkeypatch, stop_at=5, kill_at=8, minutes=0.1)
 
 
 def _overfit(out: Path, **kw) -> TrainConfig:

@@ -6,7 +6,7 @@ import torch
 from pixelcnn.train import TrainConfig, main, train
 
 from shared_utils.checkpoints import load_checkpoint
-from shared_utils.testing import assert_same_run, fake_wall_clock, killed_at_step
+from shared_utils.testing import assert_resume_is_exact, assert_same_run
 from shared_utils.training import read_csv_log
 
 torch.set_num_threads(1)  # the course machine's cores are shared
@@ -21,20 +21,8 @@ def _cfg(out, **kw) -> TrainConfig:
 
 
 def test_resume_is_exact_after_max_steps_minutes_and_a_kill(tmp_path, monkeypatch):
-    train(_cfg(tmp_path / "straight"))
+    assert_resume_is_exact(train, _cfg, tmp_path, monkeypatch, stop_at=5, kill_at=8, minutes=0.1)
     assert len(read_csv_log(tmp_path / "straight" / "eval.csv")) == 3  # one row per epoch
-    train(_cfg(tmp_path / "steps", max_steps=5))  # stopped mid-epoch
-    train(_cfg(tmp_path / "steps", resume=True))
-    assert_same_run(tmp_path / "straight", tmp_path / "steps")
-    killed_at_step(train, _cfg(tmp_path / "killed"), step=8)  # last save at step 6
-    train(_cfg(tmp_path / "killed", resume=True))
-    assert_same_run(tmp_path / "straight", tmp_path / "killed")
-    fake_wall_clock(monkeypatch)
-    train(_cfg(tmp_path / "minutes", minutes=0.1))
-    stopped = load_checkpoint(tmp_path / "minutes" / "last.safetensors")
-    assert stopped.metrics["stopped_by"] == "minutes" and 0 < stopped.step < 12
-    train(_cfg(tmp_path / "minutes", resume=True))
-    assert_same_run(tmp_path / "straight", tmp_path / "minutes")
 
 
 def test_train_command_and_its_errors(tmp_path, capsys):

@@ -23,7 +23,7 @@ from __slug__.train import TrainConfig, main, train
 from shared_utils.checkpoints import load_checkpoint, load_model, save_checkpoint
 from shared_utils.data import model_inputs
 from shared_utils.runs import command_line
-from shared_utils.testing import assert_same_run, fake_wall_clock, killed_at_step
+from shared_utils.testing import assert_resume_is_exact
 from shared_utils.training import evaluating
 
 torch.set_num_threads(1)  # the course machine's cores are shared
@@ -104,19 +104,9 @@ def _cfg(out, **kw) -> TrainConfig:
 
 
 def test_resume_is_exact_after_max_steps_a_kill_and_minutes(tmp_path, monkeypatch):
-    train(_cfg(tmp_path / "straight"))
-    train(_cfg(tmp_path / "steps", max_steps=5))  # stopped mid-epoch ...
-    train(_cfg(tmp_path / "steps", resume=True))  # ... and resumed
-    assert_same_run(tmp_path / "straight", tmp_path / "steps")
-    killed_at_step(train, _cfg(tmp_path / "killed"), step=8)  # last save at step 6
-    train(_cfg(tmp_path / "killed", resume=True))
-    assert_same_run(tmp_path / "straight", tmp_path / "killed")
-    fake_wall_clock(monkeypatch)
-    train(_cfg(tmp_path / "minutes", minutes=0.1))
-    stopped = load_checkpoint(tmp_path / "minutes" / "last.safetensors")
-    assert stopped.metrics["stopped_by"] == "minutes" and 0 < stopped.step < 12
-    train(_cfg(tmp_path / "minutes", resume=True))
-    assert_same_run(tmp_path / "straight", tmp_path / "minutes")
+    """Stopped mid-epoch by --max-steps (at step 5), killed after step 8 (the last save: step 6)
+    and stopped by --minutes, each resumed: bitwise the straight run."""
+    assert_resume_is_exact(train, _cfg, tmp_path, monkeypatch, stop_at=5, kill_at=8, minutes=0.1)
 
 
 def test_train_evaluate_and_sample_commands(tmp_path, capsys):
