@@ -1,4 +1,4 @@
-"""Training plumbing: seeding, device choice, smoke mode, progress bars, CSV logs, EMA, time budgets.
+"""Training plumbing: seeding, device choice, smoke mode, progress bars, CSV logs, EMA, fused Adam.
 
 Origin: written for dgm-course (MIT licence). Progress bars use tqdm (MPL-2.0/MIT, a dependency);
 the EMA follows the usual Polyak-style exponential average of weights.
@@ -13,7 +13,6 @@ import csv
 import os
 import random
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from copy import deepcopy
@@ -152,20 +151,6 @@ class EMA:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.shadow.load_state_dict(state)
-
-
-class TimeBudget:
-    """Wall-clock budget for a training loop: ``while not budget.exhausted(): ...``."""
-
-    def __init__(self, minutes: float | None):
-        self.seconds = None if minutes is None else 60.0 * minutes
-        self.start = time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def exhausted(self) -> bool:
-        return self.seconds is not None and self.elapsed() >= self.seconds
 
 
 def adam(params: Iterable, lr: float = 1e-3, **kwargs: Any) -> torch.optim.Adam:

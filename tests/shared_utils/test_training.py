@@ -74,11 +74,6 @@ def test_evaluating_restores_mode():
     assert model.training
 
 
-def test_time_budget():
-    assert not training.TimeBudget(None).exhausted()
-    assert training.TimeBudget(0).exhausted()
-
-
 def test_progress_can_be_disabled(monkeypatch):
     monkeypatch.setenv("DGM_PROGRESS", "0")
     bar = training.progress(range(3))
