@@ -362,8 +362,13 @@ class Run:
             )
         elif self.out.exists() and not self.out.is_dir():
             raise RunError(f"--out {printable(self.out)} is a file; give a folder for the run.")
+        try:
+            self.device = pick_device(cfg.device)
+        except RuntimeError:
+            raise RunError(
+                f"--device {printable(cfg.device, 40)} is not a device: use cpu, cuda, mps or auto"
+            ) from None
         torch.set_num_threads(cfg.threads)
-        self.device = pick_device(cfg.device)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)  # noqa: NPY002 - seeds code that uses the legacy RNG
         torch.manual_seed(cfg.seed)
@@ -380,7 +385,6 @@ class Run:
         self._window: dict[str, Any] = {"sums": {}, "count": 0}
         self._seconds_before = {"wall": 0.0, "cpu": 0.0}
         self._started = False
-        self._saved_step = -1
 
     @staticmethod
     def _validate(cfg: RunConfig) -> None:
@@ -470,7 +474,6 @@ class Run:
                 )
             with open(path, "r+b") as f:
                 f.truncate(size)
-        self._saved_step = self.step
         if ckpt.recovered:
             print(
                 "note: the last save was interrupted; resuming from the one before it",
@@ -630,7 +633,6 @@ class Run:
             command=self.command,
             train_state=self._train_state(),
         )
-        self._saved_step = self.step
         return self.last
 
     def save_weights(

@@ -158,6 +158,8 @@ def test_a_used_folder_needs_resume_and_resume_needs_a_run(tmp_path, capsys):
     assert load_checkpoint(tmp_path / "a" / "last.safetensors").step == 5
     with pytest.raises(RunError, match="--save-every must be a positive integer"):
         toy_train(ToyConfig(out=tmp_path / "b", save_every=0))
+    with pytest.raises(RunError, match="--device gpu0 is not a device"):
+        toy_train(_cfg(tmp_path / "d", device="gpu0"))
     with pytest.raises(RunError, match="--batch-size must be a positive integer"):
         toy_train(_cfg(tmp_path / "c", batch_size=0))
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
