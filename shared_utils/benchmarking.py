@@ -9,11 +9,13 @@ alternating A, B, A, B, ... exposes both to the same conditions, and the median 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -62,3 +64,11 @@ def machine() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "load_average": [round(v, 2) for v in os.getloadavg()],
     }
+
+
+def write_results(path: str | os.PathLike, results: dict[str, Any]) -> Path:
+    """Write a benchmark's results as indented JSON (creating the folder); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path

@@ -32,7 +32,7 @@ import torch
 
 from made.model import MADE, made_masks
 from made.train import TrainConfig, train
-from shared_utils.benchmarking import compare, machine
+from shared_utils.benchmarking import compare, machine, write_results
 from shared_utils.checkpoints import load_checkpoint, load_model
 from shared_utils.data import binarize, fixed_binarized_mnist, mnist_tensors
 from shared_utils.metrics import dataset_mean
@@ -260,9 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             batches = real_batches(args.steps or (3 if smoke else 40))
             results[key] = run_part(batches, args.repeats)
             results[key].update(command=command, machine=machine(), smoke=smoke)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    print(f"wrote {write_results(args.out, results)}")
     return 0
 
 

@@ -34,7 +34,7 @@ from pixelcnn.autoregressive import sample, test_nll
 from pixelcnn.fast_sampling import fast_sample
 from pixelcnn.model import build_model
 from pixelcnn.train import TrainConfig, train
-from shared_utils.benchmarking import compare, machine
+from shared_utils.benchmarking import compare, machine, write_results
 from shared_utils.checkpoints import load_model, read_sidecar
 from shared_utils.data import fixed_binarized_mnist, mnist_tensors
 from shared_utils.training import count_parameters, read_csv_log
@@ -175,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall": round(wall, 1),
         "cpu": round(cpu, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.out, results)
     print(f"wrote {args.out} in {wall / 60:.1f} min wall ({cpu / 60:.1f} CPU min)")
     return 0
 

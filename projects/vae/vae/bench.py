@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from shared_utils.benchmarking import compare, machine
+from shared_utils.benchmarking import compare, machine, write_results
 from shared_utils.checkpoints import load_checkpoint, load_model
 from shared_utils.data import binarize, fixed_binarized_mnist, mnist_tensors
 from shared_utils.training import adam
@@ -175,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         report["budget_clock"] = "CPU time of the training process (time.process_time), 1 thread"
         report["rows"] = nll_per_budget(args.runs, args.cpu_minutes, args.out, x_eval, args.eval_k)
     report["total_wall_s"] = round(time.perf_counter() - t_start, 1)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.results}")
+    print(f"wrote {write_results(args.results, report)}")
     return 0
 
 

@@ -14,14 +14,13 @@ the median of the repeats after a warm-up; add candidates there to compare varia
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
 
 import torch
 
-from shared_utils.benchmarking import compare, machine
+from shared_utils.benchmarking import compare, machine, write_results
 from shared_utils.data import dataset_tensors, model_inputs
 from shared_utils.training import adam
 
@@ -83,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{report['images_per_s']:.0f} images/s"
     )
     if args.write:
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.results}")
+        print(f"wrote {write_results(args.results, report)}")
     return 0
 
 
