@@ -36,7 +36,6 @@ import hashlib
 import json
 import os
 import signal
-import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as _load_safetensors_bytes
 from safetensors.torch import save as _safetensors_bytes
+
+from shared_utils.fileio import publish, sha256_file
 
 FORMAT_VERSION = 2
 MAX_SIDECAR_BYTES = 4 * 2**20  # a sidecar is a few kB; anything this large is not one of ours
@@ -209,14 +210,6 @@ def _write_new(final: Path, payload: bytes) -> Path:
     return tmp
 
 
-def _publish(src: Path, dst: Path) -> None:
-    """Atomically put ``src`` in ``dst``'s place, with the permissions ``open`` would give."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(src, 0o666 & ~mask)
-    os.replace(src, dst)
-
-
 def _link_or_copy(src: Path, dst: Path) -> None:
     """Make ``dst`` (atomically) a copy of ``src``: a hard link where the file system allows."""
     if dst.exists() and os.path.samefile(src, dst):
@@ -242,21 +235,13 @@ def _consistent(path: Path) -> bool:
     """Whether the checkpoint at ``path`` verifies (sidecar readable, sha256s match)."""
     try:
         sidecar = read_sidecar(path)
-        if _sha256_of(path) != sidecar["sha256"]:
+        if sha256_file(path) != sidecar["sha256"]:
             return False
         if "train_state_sha256" in sidecar:
-            return _sha256_of(train_state_path(path)) == sidecar["train_state_sha256"]
+            return sha256_file(train_state_path(path)) == sidecar["train_state_sha256"]
         return True
     except (CheckpointError, OSError):
         return False
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_checkpoint(
@@ -327,12 +312,12 @@ def save_checkpoint(
                 dst.unlink(missing_ok=True)
             _phase(f"backup-{phase}")
     # 2. the new files take their places, sidecar last
-    _publish(w_tmp, w)
+    publish(w_tmp, w)
     _phase("published-weights")
     if t_tmp is not None:
-        _publish(t_tmp, t)
+        publish(t_tmp, t)
     _phase("published-train-state")
-    _publish(s_tmp, s)
+    publish(s_tmp, s)
     _phase("published-sidecar")
     if t_tmp is None:  # a stale training state must not pair with the new weights
         t.unlink(missing_ok=True)
@@ -602,24 +587,5 @@ def update_metrics(path: str | os.PathLike, **metrics: Any) -> dict[str, Any]:
     sidecar["metrics"].update(metrics)
     side = sidecar_path(path)
     tmp = _write_new(side, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
-    _publish(tmp, side)
+    publish(tmp, side)
     return sidecar
-
-
-def safetensors_header(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON header of a safetensors file (tensor names, dtypes, shapes), read cheaply."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) != 8:
-            raise CheckpointError(f"{path} is too short to be a safetensors file")
-        (n,) = struct.unpack("<Q", head)
-        if n == 0 or n > 100_000_000:
-            raise CheckpointError(f"{path} does not start with a safetensors header")
-        try:
-            header = json.loads(f.read(n).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise CheckpointError(f"{path} does not start with a safetensors header") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path} does not start with a safetensors header")
-    return header
