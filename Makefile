@@ -88,6 +88,7 @@ check: setup
 	$(BIN)/course check $(P)
 
 bench: setup
+	@echo "== bench shared_utils"; $(BIN)/python -m shared_utils.bench
 	@for p in projects/*/; do \
 	  slug=$$(basename $$p); \
 	  if [ -f $$p/$$slug/bench.py ]; then \

@@ -63,6 +63,8 @@ def catalog_rows(root: Path) -> list[str]:
             unit = f", {row.get('unit')}" if row.get("unit") else ""
             result = _cell(f"{row.get('metric', '?')}{unit} ({row.get('estimator', '?')}; {arrow})")
             ours = fmt_number(row["ours"]) if "ours" in row else "not yet"
+            if "floor" in row:
+                ours += f" (floor {fmt_number(row['floor'])})"
             paper = fmt_number(row.get("paper"))
         topic = _cell(f"{meta.get('topic', '?')} ({meta.get('week', '?')})")
         rows.append(

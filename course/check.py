@@ -149,6 +149,12 @@ def check_schema(report: Report, project: Project) -> None:
                 f"{where}: `ours` is given without `command`",
                 "add command = the exact command that produced the number",
             )
+        elif err.validator == "dependentRequired" and "'ours'" in err.message:
+            report.error(
+                path,
+                f"{where}: `floor` is given without `ours`",
+                "a floor sits next to a measured number: add ours (and its command)",
+            )
         elif err.validator == "dependentRequired":
             report.error(
                 path,

@@ -82,6 +82,8 @@ def _metric_html(meta: dict[str, Any]) -> str:
     if row is None:
         return '<p class="metric">no results yet</p>'
     ours = fmt_number(row["ours"]) if "ours" in row else "not measured yet"
+    if "floor" in row:
+        ours += f" (floor {fmt_number(row['floor'])})"
     better = "lower is better" if row.get("lower_is_better") else "higher is better"
     return (
         f'<p class="metric">{_e(row.get("metric", ""))}: ours {_e(ours)} vs paper '
