@@ -232,7 +232,7 @@ def table(rows: dict[str, dict[str, Any]], floor_row: dict[str, Any] | None = No
 
     def line(name: str, m: dict[str, Any]) -> str:
         return (
-            f"| {name} | {m['fid']:.2f} | {1e3 * m['kid']:.2f} ± {1e3 * m['kid_std']:.2f} | "
+            f"| {name} | {m['fid']:.2f} | {1e3 * m['kid']:.1f} ± {1e3 * m['kid_std']:.1f} | "
             f"{m['precision']:.3f} | {m['recall']:.3f} | {m['coverage_entropy']:.3f} |\n"
         )
 

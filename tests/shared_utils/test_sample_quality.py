@@ -181,3 +181,50 @@ def test_command_line_rejects_bad_input_in_one_line(tmp_path, capsys):
     assert "name the array 'samples'" in capsys.readouterr().err
     assert sq.main([str(tmp_path / "missing.npz"), "--dataset", "mnist"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+TINY_GENERATOR = '''
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    """Samples are test images picked by the seeded generator (a stand-in for a model)."""
+
+    def __init__(self, scale: float = 1.0):
+        super().__init__()
+        self.scale = scale
+        self.w = nn.Parameter(torch.ones(1))
+
+    def config(self):
+        return {"scale": self.scale}
+
+    def sample(self, n, generator=None):
+        from shared_utils.data import evaluation_inputs
+
+        images, _ = evaluation_inputs("mnist", "test")
+        return images[torch.randint(0, 10_000, (n,), generator=generator)] * self.scale
+'''
+
+
+def test_command_line_scores_a_checkpoint_with_its_sampler(tmp_path, capsys, monkeypatch):
+    from shared_utils.checkpoints import save_checkpoint
+
+    project = tmp_path / "projects" / "tinyproj"
+    (project / "tinyproj").mkdir(parents=True)
+    (project / "project.toml").write_text('slug = "tinyproj"\n')
+    (project / "tinyproj" / "__init__.py").write_text("")
+    (project / "tinyproj" / "model.py").write_text(TINY_GENERATOR)
+    monkeypatch.syspath_prepend(str(project))
+    from tinyproj.model import Tiny
+
+    ckpt = project / "checkpoints" / "tiny.safetensors"
+    save_checkpoint(
+        ckpt, Tiny(), model_config={"scale": 1.0}, step=0, train_config={"dataset": "mnist"}
+    )
+    argv = [str(ckpt), "--model", "tinyproj.model:Tiny", "--num-samples", "1200"]
+    assert sq.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1200 samples" in out and "against the mnist test set" in out and "| tiny |" in out
+    assert sq.main([str(ckpt), "--model", "tinyproj.model:Nope", "--num-samples", "1200"]) == 1
+    assert "Nope" in capsys.readouterr().err
