@@ -311,30 +311,26 @@ def prepare_fashion_mnist(
     return raw
 
 
-def mnist(split: str = "train", root: Path | None = None, transform=None):
-    """MNIST through torchvision's own dataset class (60k ``train`` / 10k ``test``)."""
+def _torchvision_dataset(name: str, check, split: str, root: Path | None, transform):
     import torchvision
 
     if split not in ("train", "test"):
-        raise ValueError(f"mnist() takes split 'train' or 'test', not {split!r}")
+        raise ValueError(f"{name} takes split 'train' or 'test', not {split!r}")
     root = root or data_dir()
-    check_mnist(root)
-    return torchvision.datasets.MNIST(
+    check(root)
+    return getattr(torchvision.datasets, name)(
         str(root), train=split == "train", download=False, transform=transform
     )
+
+
+def mnist(split: str = "train", root: Path | None = None, transform=None):
+    """MNIST through torchvision's own dataset class (60k ``train`` / 10k ``test``)."""
+    return _torchvision_dataset("MNIST", check_mnist, split, root, transform)
 
 
 def fashion_mnist(split: str = "train", root: Path | None = None, transform=None):
     """Fashion-MNIST through torchvision's own dataset class (60k ``train`` / 10k ``test``)."""
-    import torchvision
-
-    if split not in ("train", "test"):
-        raise ValueError(f"fashion_mnist() takes split 'train' or 'test', not {split!r}")
-    root = root or data_dir()
-    check_fashion_mnist(root)
-    return torchvision.datasets.FashionMNIST(
-        str(root), train=split == "train", download=False, transform=transform
-    )
+    return _torchvision_dataset("FashionMNIST", check_fashion_mnist, split, root, transform)
 
 
 def _split_tensors(reader, split: str, root: Path | None):

@@ -67,11 +67,12 @@ from shared_utils.checkpoints import (
     _fit,
     backup_path,
     load_checkpoint,
+    load_model,
     printable,
     save_checkpoint,
     sidecar_path,
 )
-from shared_utils.training import CSVLogger, pick_device, progress
+from shared_utils.training import CSVLogger, evaluating, pick_device, progress
 
 LOGS = ("log", "eval", "time")
 # Settings that may differ when a run is resumed: they steer or observe the run, they do not
@@ -682,8 +683,8 @@ class Run:
 # --------------------------------------------------------------------------------------------------
 
 
-def eval_parser(doc: str | None, prog: str) -> argparse.ArgumentParser:
-    """The flags every ``evaluate`` command shares; a project adds its estimator's own."""
+def _checkpoint_parser(doc: str | None, prog: str) -> argparse.ArgumentParser:
+    """A command on a checkpoint: its docstring's first line as description, CHECKPOINT first."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(doc or "").strip().split("\n")[0] or None,
@@ -691,6 +692,12 @@ def eval_parser(doc: str | None, prog: str) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("checkpoint", type=Path, help="a .safetensors file with its .json sidecar")
+    return parser
+
+
+def eval_parser(doc: str | None, prog: str) -> argparse.ArgumentParser:
+    """The flags every ``evaluate`` command shares; a project adds its estimator's own."""
+    parser = _checkpoint_parser(doc, prog)
     parser.add_argument(
         "--eval-n", type=int, default=None, help="first N test images; all if not given"
     )
@@ -735,4 +742,58 @@ def eval_cli(
     except (RunError, CheckpointError, DataError) as err:
         print(f"error: {printable(err, 2000)}", file=sys.stderr)
         return 1
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# sample commands
+# --------------------------------------------------------------------------------------------------
+
+
+def sample_cli(
+    doc: str | None,
+    prog: str,
+    model_class: type,
+    argv: list[str] | None = None,
+    *,
+    draw: Callable[[Any, argparse.Namespace, torch.Generator], torch.Tensor] | None = None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """The ``sample`` command every project has: ``CHECKPOINT --num-samples --out --seed
+    --threads --device`` (and a project's own flags from ``add_arguments``) -> a PNG grid.
+
+    ``draw(model, args, generator)`` returns images ``[n, C, H, W]`` in [0, 1]; by default
+    ``model.sample(args.num_samples, generator=generator)`` in eval mode without gradients. Every
+    random number comes from ``generator``, seeded with ``--seed``: the same command draws the
+    same images (on the same device). Bad input is one line on stderr and exit code 1.
+    """
+    from shared_utils.viz import save_images
+
+    parser = _checkpoint_parser(doc, prog)
+    parser.add_argument("--num-samples", type=int, default=64, help="images to draw")
+    parser.add_argument("--out", type=Path, default=Path("runs/samples.png"), help="PNG grid")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampler")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.num_samples < 1 or args.threads < 1:
+        print("error: --num-samples and --threads must be at least 1", file=sys.stderr)
+        return 1
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    try:
+        model = load_model(args.checkpoint, model_class, map_location=device)
+        generator = torch.Generator(device=device).manual_seed(args.seed)
+        with evaluating(model):
+            if draw is None:
+                images = model.sample(args.num_samples, generator=generator)
+            else:
+                images = draw(model, args, generator)
+    except (RunError, CheckpointError, ValueError) as err:
+        print(f"error: {printable(err, 2000)}", file=sys.stderr)
+        return 1
+    save_images(images.cpu(), args.out, nrow=math.ceil(math.sqrt(args.num_samples)))
+    print(f"wrote {args.out}: {args.num_samples} samples of {args.checkpoint}, seed {args.seed}")
     return 0

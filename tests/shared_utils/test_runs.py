@@ -202,3 +202,40 @@ def test_module_name_of_a_config_run_as_main(monkeypatch):
     monkeypatch.setattr(sys.modules["__main__"], "__spec__", Spec(), raising=False)
     Main = type("Main", (ToyConfig,), {"__module__": "__main__"})
     assert command_line(Main()).startswith("python -m toy.train")
+
+
+def test_sample_cli_draws_a_seeded_grid_and_refuses_bad_input(tmp_path, capsys):
+    from shared_utils.checkpoints import save_checkpoint
+    from shared_utils.runs import sample_cli
+
+    class Pixels(torch.nn.Module):
+        def __init__(self, p: float = 0.5):
+            super().__init__()
+            self.logit = torch.nn.Parameter(torch.tensor(p).logit())
+
+        def sample(self, n, generator=None):
+            probs = torch.sigmoid(self.logit).expand(n, 1, 4, 4)
+            return torch.bernoulli(probs, generator=generator)
+
+    ckpt = tmp_path / "pixels.safetensors"
+    save_checkpoint(ckpt, Pixels(0.3), model_config={"p": 0.3}, step=0)
+    png = tmp_path / "grid.png"
+    assert (
+        sample_cli("Doc.", "prog", Pixels, [str(ckpt), "--num-samples", "9", "--out", str(png)])
+        == 0
+    )
+    assert png.exists() and "9 samples" in capsys.readouterr().out
+    drawn = []
+
+    def draw(model, args, generator):
+        drawn.append(torch.rand(3, generator=generator))
+        return model.sample(args.num_samples, generator=generator)
+
+    for _ in range(2):
+        assert sample_cli("Doc.", "prog", Pixels, [str(ckpt), "--out", str(png)], draw=draw) == 0
+    assert torch.equal(drawn[0], drawn[1])  # the same --seed, the same random numbers
+    assert sample_cli("Doc.", "prog", Pixels, [str(ckpt), "--num-samples", "0"]) == 1
+    assert "--num-samples" in capsys.readouterr().err
+    assert sample_cli("Doc.", "prog", Pixels, [str(tmp_path / "missing.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1
