@@ -72,3 +72,73 @@ def write_results(path: str | os.PathLike, results: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     return path
+
+
+def time_to_reach(
+    points: list[dict[str, Any]],
+    key: str,
+    thresholds: tuple[float, ...],
+    time_key: str = "cpu_minutes",
+    lower_is_better: bool = True,
+) -> dict[str, float | None]:
+    """For each threshold, ``time_key`` of the first point whose ``key`` reaches it (at or below
+    it when lower is better): "metric reached per CPU-minute" of a training curve. None where the
+    run never reached it."""
+    sign = "<=" if lower_is_better else ">="
+    reached: dict[str, float | None] = {}
+    for threshold in thresholds:
+        hit = next(
+            (
+                p
+                for p in points
+                if (p[key] <= threshold if lower_is_better else p[key] >= threshold)
+            ),
+            None,
+        )
+        reached[f"{key}{sign}{threshold:g}"] = None if hit is None else hit[time_key]
+    return reached
+
+
+def reached_text(reached: dict[str, float | None], unit: str = "CPU-min") -> str:
+    """``time_to_reach``'s result as one line: ``fid<=40 after 1.9 CPU-min, fid<=30 never``."""
+    return ", ".join(
+        f"{k} {'never' if v is None else f'after {v:.1f} {unit}'}" for k, v in reached.items()
+    )
+
+
+def _interpolate(rows: list[dict[str, float]], step: float, key: str) -> float | None:
+    """``key`` of time.csv at ``step``, linear between rows (from (0, 0)); extrapolated from the
+    last two rows past the end; None without rows."""
+    points = [(0.0, 0.0)] + [(r["step"], r[key]) for r in rows]
+    if len(points) < 2:
+        return None
+    for (s0, v0), (s1, v1) in zip(points, points[1:], strict=False):
+        if s0 <= step <= s1 and s1 > s0:
+            return v0 + (v1 - v0) * (step - s0) / (s1 - s0)
+    (s0, v0), (s1, v1) = points[-2], points[-1]
+    return v1 + (v1 - v0) * (step - s1) / max(s1 - s0, 1e-9)
+
+
+def eval_curve(run_dir: str | os.PathLike, metric: str) -> list[dict[str, Any]]:
+    """A run folder's evaluations (``eval.csv``: step, epoch, ``metric``) with the CPU- and
+    wall-minutes the run had spent at each step (``time.csv``, interpolated between its rows).
+    The curve of a metric against training time that the benches report."""
+    from shared_utils.training import read_csv_log
+
+    run_dir = Path(run_dir)
+    evals, times = read_csv_log(run_dir / "eval.csv"), read_csv_log(run_dir / "time.csv")
+    points = []
+    for row in evals:
+        cpu, wall = _interpolate(times, row["step"], "cpu_s"), _interpolate(
+            times, row["step"], "wall_s"
+        )
+        points.append(
+            {
+                "step": int(row["step"]),
+                "epoch": row["epoch"],
+                metric: round(row[metric], 4),
+                "cpu_minutes": None if cpu is None else round(cpu / 60, 2),
+                "wall_minutes": None if wall is None else round(wall / 60, 2),
+            }
+        )
+    return points

@@ -38,7 +38,13 @@ from gans.train import (
     train_step,
     with_paper_defaults,
 )
-from shared_utils.benchmarking import compare, machine, write_results
+from shared_utils.benchmarking import (
+    compare,
+    machine,
+    reached_text,
+    time_to_reach,
+    write_results,
+)
 from shared_utils.data import dataset_tensors
 from shared_utils.training import adam, count_parameters, is_smoke, read_csv_log
 
@@ -56,10 +62,7 @@ def fid_per_cpu_minute(results_dir: Path = PROJECT / "results") -> dict[str, Any
         rows = read_csv_log(eval_csv)
         if not rows:
             continue
-        reached = {}
-        for threshold in FID_THRESHOLDS:
-            hit = next((r for r in rows if r["fid"] <= threshold), None)
-            reached[f"fid<={threshold:g}"] = None if hit is None else hit["train_cpu_minutes"]
+        reached = time_to_reach(rows, "fid", FID_THRESHOLDS, "train_cpu_minutes")
         table[eval_csv.parent.name] = {
             "train_cpu_minutes_to_reach": reached,
             "last": {k: rows[-1][k] for k in ("step", "fid", "train_cpu_minutes")},
@@ -156,13 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{gan}: images/s (batch {bs}, {args.threads} thread(s)): {shown}", flush=True)
     report["fid_per_cpu_minute"] = fid_per_cpu_minute()
     for run, row in report["fid_per_cpu_minute"].items():
-        reached = ", ".join(
-            f"{k} after {'-' if v is None else f'{v:.1f}'}"
-            for k, v in row["train_cpu_minutes_to_reach"].items()
-        )
         print(
             f"{run}: FID-2k {row['last']['fid']:.1f} after {row['last']['train_cpu_minutes']:.1f} "
-            f"CPU-min; {reached}"
+            f"CPU-min; {reached_text(row['train_cpu_minutes_to_reach'])}"
         )
     if args.results is not None:
         print(f"wrote {write_results(args.results, report)}")

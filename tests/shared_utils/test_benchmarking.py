@@ -1,0 +1,39 @@
+"""shared_utils.benchmarking: training curves against time, and time to reach a metric."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared_utils.benchmarking import eval_curve, reached_text, time_to_reach
+from shared_utils.training import CSVLogger
+
+
+def test_time_to_reach_takes_the_first_point_past_each_threshold():
+    points = [
+        {"fid": 80.0, "cpu": 1.0},
+        {"fid": 35.0, "cpu": 2.0},
+        {"fid": 41.0, "cpu": 3.0},  # a bump back up does not undo the first crossing
+        {"fid": 29.0, "cpu": 4.0},
+    ]
+    reached = time_to_reach(points, "fid", (60, 40, 30, 10), time_key="cpu")
+    assert reached == {"fid<=60": 2.0, "fid<=40": 2.0, "fid<=30": 4.0, "fid<=10": None}
+    assert reached_text(reached) == (
+        "fid<=60 after 2.0 CPU-min, fid<=40 after 2.0 CPU-min, fid<=30 after 4.0 CPU-min, "
+        "fid<=10 never"
+    )
+    accuracy = [{"acc": 0.5, "cpu": 1.0}, {"acc": 0.95, "cpu": 2.0}]
+    assert time_to_reach(accuracy, "acc", (0.9,), "cpu", lower_is_better=False) == {"acc>=0.9": 2.0}
+
+
+def test_eval_curve_interpolates_the_run_time_at_each_evaluation(tmp_path):
+    times, evals = CSVLogger(tmp_path / "time.csv"), CSVLogger(tmp_path / "eval.csv")
+    for step, cpu, wall in ((100, 60.0, 30.0), (200, 180.0, 90.0)):
+        times.log(step=step, wall_s=wall, cpu_s=cpu, steps_per_s=1.0)
+    for step, bpd in ((50, 3.0), (150, 2.0), (250, 1.5)):
+        evals.log(step=step, epoch=step / 100, test_bpd=bpd)
+    curve = eval_curve(tmp_path, "test_bpd")
+    assert [p["step"] for p in curve] == [50, 150, 250]
+    # from (0, 0) to the first row, between rows, and extrapolated past the last one
+    assert [p["cpu_minutes"] for p in curve] == pytest.approx([0.5, 2.0, 4.0])
+    assert [p["wall_minutes"] for p in curve] == pytest.approx([0.25, 1.0, 2.0])
+    assert eval_curve(tmp_path / "empty", "test_bpd") == []
