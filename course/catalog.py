@@ -19,6 +19,7 @@ from course.projects import (
     load_projects,
     sort_key,
 )
+from shared_utils.fileio import atomic_write_bytes
 
 START = "<!-- catalog:start -->"
 END = "<!-- catalog:end -->"
@@ -126,7 +127,9 @@ def main(root: Path, write: bool, check: bool) -> int:
             print("README.md: catalog up to date")
             return 0
         if current != fresh:
-            (root / "README.md").write_text(fresh, encoding="utf-8")
+            atomic_write_bytes(
+                root / "README.md", fresh.encode("utf-8")
+            )  # a kill leaves old or new
             print("README.md: catalog updated")
         else:
             print("README.md: catalog up to date")

@@ -35,11 +35,11 @@ from course.projects import (
     CRITERIA,
     REVIEW_SECTIONS,
     SEVERITIES,
-    SLUG_RE,
     TOPIC_WEEKS,
     VERDICTS,
     CourseError,
     Project,
+    is_slug,
     load_assignments,
     load_projects,
     parse_review,
@@ -645,10 +645,11 @@ def check_pickles(report: Report, files: list[Path]) -> None:
 def check_project(report: Report, project: Project) -> None:
     """All per-project rules."""
     toml_path = project.path / "project.toml"
-    if not SLUG_RE.match(project.slug):
+    if not is_slug(project.slug):
         report.error(
             project.path,
-            "folder name is not a valid slug (^[a-z][a-z0-9_]{1,31}$)",
+            "folder name is not a valid slug (2-32 of a-z, 0-9, _ from a letter; no Windows device "
+            "name)",
             "rename it with course new",
         )
     if project.meta is None and not toml_path.is_file():

@@ -10,6 +10,7 @@ message and exit status 1; argparse usage errors exit with 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from course.projects import CourseError, resolve_root
@@ -129,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"course {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`course status | head`): stop quietly, as Unix tools do. Point
+        # stdout at /dev/null so that Python's own flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from course.projects import SLUG_RE, TOPIC_WEEKS, CourseError
+from course.projects import SLUG_RE, TOPIC_WEEKS, WINDOWS_RESERVED, CourseError
 
 # Names that would shadow a module a project, the tests or the tooling import.
 RESERVED = {
@@ -96,7 +96,12 @@ Status: pending
 
 def validate_slug(slug: str, root: Path) -> None:
     """Raise :class:`CourseError` unless ``slug`` is a safe, free, non-shadowing import name."""
-    if not SLUG_RE.match(slug or ""):
+    if slug in WINDOWS_RESERVED:
+        raise CourseError(
+            f"slug {slug!r} is a Windows device name: the folder could not be checked out there; "
+            "choose another name"
+        )
+    if not SLUG_RE.fullmatch(slug or ""):
         raise CourseError(
             f"slug {slug!r} is not allowed: use 2-32 characters a-z, 0-9, _ starting with a letter "
             "(e.g. ddpm, real_nvp)"

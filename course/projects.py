@@ -24,7 +24,18 @@ TOPIC_WEEKS: dict[str, tuple[int, ...]] = {
     "discrete-latent-hybrid": (11,),
     "diffusion-score": (12,),
 }
-SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+SLUG_RE = re.compile(r"[a-z][a-z0-9_]{1,31}")  # use with fullmatch ("$" lets a "\n" through)
+# Device names that Windows cannot check out as folder names, whatever the case.
+WINDOWS_RESERVED = frozenset(
+    ["con", "prn", "aux", "nul"] + [f"{p}{i}" for p in ("com", "lpt") for i in range(1, 10)]
+)
+
+
+def is_slug(name: str) -> bool:
+    """A project folder name: 2-32 of a-z, 0-9, _ starting with a letter, not a Windows device."""
+    return bool(SLUG_RE.fullmatch(name or "")) and name not in WINDOWS_RESERVED
+
+
 REVIEW_SECTIONS = ("Summary", "Criteria", "Findings", "Verdict")
 CRITERIA = (
     "Faithful to the paper",

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from shared_utils.fileio import atomic_write_bytes
+
 
 def compare(
     candidates: dict[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1
@@ -69,8 +71,7 @@ def machine() -> dict[str, Any]:
 def write_results(path: str | os.PathLike, results: dict[str, Any]) -> Path:
     """Write a benchmark's results as indented JSON (creating the folder); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_bytes(path, (json.dumps(results, indent=2) + "\n").encode())  # never half-written
     return path
 
 

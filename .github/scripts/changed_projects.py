@@ -25,7 +25,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SLUG = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+SLUG = re.compile(r"[a-z][a-z0-9_]{1,31}")  # fullmatch: "$" would let a trailing "\n" through
+WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {
+    f"{p}{i}" for p in ("com", "lpt") for i in range(1, 10)
+}
 # Paths whose change can break any notebook: run them all.
 SHARED = re.compile(
     r"^(shared_utils/|course/|conftest\.py$|pyproject\.toml$|requirements[^/]*\.txt$|Makefile$"
@@ -38,7 +41,7 @@ def all_projects(root: Path = ROOT) -> list[str]:
     return sorted(
         p.parent.name
         for p in (root / "projects").glob("*/project.toml")
-        if SLUG.match(p.parent.name)
+        if SLUG.fullmatch(p.parent.name) and p.parent.name not in WINDOWS_RESERVED
     )
 
 

@@ -51,3 +51,21 @@ def test_write_without_readme_or_markers_fails(repo, course):
     rc, out = course("catalog", "--write", "--root", repo)
     assert rc == 1 and "README.md does not exist" in out
     assert not readme.exists()
+
+
+def test_write_is_atomic_a_failure_mid_write_leaves_the_old_readme(repo, course, monkeypatch):
+    import course.catalog as catalog
+    from shared_utils import fileio
+
+    toml = repo / "projects" / "alpha" / "project.toml"
+    toml.write_text(toml.read_text().replace("ours = 90.12", "ours = 88.5"))
+    before = (repo / "README.md").read_bytes()
+
+    def killed(tmp, final):  # the process dies after writing the new text, before the rename
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fileio, "publish", killed)
+    monkeypatch.setattr(catalog, "atomic_write_bytes", fileio.atomic_write_bytes)
+    rc, out = course("catalog", "--write", "--root", repo)
+    assert rc == 130 and (repo / "README.md").read_bytes() == before
+    assert not list(repo.glob(".README.md.*.tmp"))  # the temporary file is cleaned up

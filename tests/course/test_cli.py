@@ -50,3 +50,25 @@ def test_usage_errors_exit_2(capsys):
         assert exit_info.value.code == 2
     with pytest.raises(SystemExit):
         parser.parse_args(["catalog", "--write", "--check"])
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`course status | head`: the reader goes away; no traceback, exit status 141 (SIGPIPE)."""
+    import os
+    from pathlib import Path
+
+    repo_root = Path(__file__).resolve().parents[2]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads: the first write raises BrokenPipeError
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "course", "status", "--root", str(repo_root)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141, result.stderr
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

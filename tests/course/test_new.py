@@ -100,6 +100,10 @@ def test_title_with_quotes_is_escaped(root, course):
         ("a" * 33, "is not allowed"),
         ("1abc", "is not allowed"),
         ("ab-c", "is not allowed"),
+        ("abc\n", "is not allowed"),  # "$" in a regex would let the newline through
+        ("con", "Windows device name"),
+        ("nul", "Windows device name"),
+        ("lpt1", "Windows device name"),
         ("class", "keyword or builtin"),
         ("match", "keyword or builtin"),
         ("print", "keyword or builtin"),

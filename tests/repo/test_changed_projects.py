@@ -59,3 +59,11 @@ def test_github_output(tmp_path):
     expected = ["vae"] if (ROOT / "projects" / "vae" / "project.toml").exists() else []
     assert json.loads(lines["projects"]) == expected
     assert lines["count"] == str(len(expected))
+
+
+def test_only_valid_slugs_count_as_projects(cp, tmp_path):
+    for name in ("good", "abc\n", "con", "Bad", "x"):
+        folder = tmp_path / "projects" / name
+        folder.mkdir(parents=True)
+        (folder / "project.toml").write_text("")
+    assert cp.all_projects(tmp_path) == ["good"]
