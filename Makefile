@@ -8,7 +8,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 REQS := requirements.txt requirements-dev.txt pyproject.toml
 STAMP := $(VENV)/.installed
-DATA_STAMP := data/MNIST/raw/t10k-labels-idx1-ubyte data/FashionMNIST/raw/t10k-labels-idx1-ubyte
+IDX := train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte
+DATA_FILES := $(addprefix data/MNIST/raw/,$(IDX)) $(addprefix data/FashionMNIST/raw/,$(IDX))
+# Checksums verified once and remembered; a data file changed since (or missing) re-checks.
+DATA_OK := data/.verified
 export PYTHONHASHSEED := 0
 # Keep BLAS/torch to the machine's cores without oversubscription in CI.
 export OMP_NUM_THREADS ?= 2
@@ -43,11 +46,14 @@ $(STAMP): $(REQS)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 
-$(DATA_STAMP): | $(STAMP)
+$(DATA_FILES): | $(STAMP)
 	$(BIN)/python -m shared_utils.data prepare
 
-setup: $(STAMP) $(DATA_STAMP)
+$(DATA_OK): $(DATA_FILES)
 	@$(BIN)/python -m shared_utils.data check >/dev/null || $(BIN)/python -m shared_utils.data prepare
+	@touch $@
+
+setup: $(STAMP) $(DATA_OK)
 
 data: $(STAMP)
 	$(BIN)/python -m shared_utils.data prepare

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import time
 
 import pytest
 from workflow_policy import ROOT
@@ -40,3 +42,40 @@ def test_an_unknown_project_is_one_line_naming_the_fix():
     result = _dry_run("unit", "P=nope")
     assert result.returncode != 0
     assert "P=nope: no project folder projects/nope" in result.stderr
+
+
+def test_data_checksums_are_verified_once_and_again_only_after_a_change(tmp_path):
+    """Every target depends on `setup`; it re-hashes the datasets only when a data file is newer
+    than the stamp of the last successful check (or missing)."""
+    clone = tmp_path / "repo"
+    shutil.copytree(ROOT, clone, ignore=shutil.ignore_patterns(".venv", ".git", "data", "runs"))
+    (clone / ".venv" / "bin").mkdir(parents=True)
+    (clone / ".venv" / ".installed").touch()  # the venv counts as set up
+    files = [clone / "data" / d / "raw" / f for d in ("MNIST", "FashionMNIST") for f in IDX]
+    for f in files:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.touch()
+
+    def dry(*args):
+        return subprocess.run(
+            ["make", "-n", "--no-print-directory", *args],
+            cwd=clone,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+
+    assert "shared_utils.data check" in dry("setup")  # never verified yet
+    (clone / "data" / ".verified").touch()
+    assert "shared_utils.data" not in dry("setup")  # verified: nothing to hash
+    later = time.time() + 5
+    os.utime(files[3], (later, later))  # a data file changed after the check
+    assert "shared_utils.data check" in dry("setup")
+
+
+IDX = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
