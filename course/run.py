@@ -64,6 +64,9 @@ def execute_notebook(path: Path, timeout: float, smoke: bool) -> tuple[Any, str 
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,
+        # The kernel listens on localhost only; at log level ERROR it does not print its start-up
+        # warning "Kernel is running over TCP without encryption" (three per `make demo`).
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
         timeout=max(1, int(timeout)),
         kernel_name="python3",
         allow_errors=False,

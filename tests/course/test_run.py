@@ -75,3 +75,22 @@ def test_run_timeout_and_unknown_slug(tmp_path, course):
     assert rc == 1 and "no project folder projects/nope" in out
     rc, out = course("run", "slow", "--timeout", "0", "--root", root)
     assert rc == 1 and "--timeout must be a positive" in out
+
+
+def test_kernels_start_without_alarming_warnings(tmp_path):
+    """The kernels' own stderr reaches the terminal: no "running over TCP without encryption"."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "repo"
+    (root / "projects").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("")
+    _project(root, "quiet", "print(1 + 1)")
+    result = subprocess.run(
+        [sys.executable, "-m", "course", "run", "--smoke", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "without encryption" not in result.stderr and "WARNING" not in result.stderr
