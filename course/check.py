@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import json
+import os
 import re
 import struct
 import tomllib
@@ -675,12 +676,28 @@ def check_project(report: Report, project: Project) -> None:
             readme.read_text(encoding="utf-8", errors="replace").splitlines(),
             (project.meta or {}).get("version"),
         )
+    check_symlinks(report, project)
     check_layout(report, project)
     check_notebook(report, project)
     check_review(report, project)
     check_pickles(report, _project_files(project))
     check_checkpoints(report, project)
     check_vendor(report, project)
+
+
+def check_symlinks(report: Report, project: Project) -> None:
+    """No symbolic links in a project: one can point outside the repository (to /etc/passwd) or
+    pass another project's file off as this one's, and Windows clones them as plain text."""
+    for folder, dirs, files in os.walk(project.path):  # does not descend into linked folders
+        dirs[:] = [d for d in dirs if d not in (".ipynb_checkpoints", "__pycache__", "runs")]
+        for name in sorted(dirs + files):
+            path = Path(folder) / name
+            if path.is_symlink():
+                report.error(
+                    path,
+                    f"a symbolic link (to {os.readlink(path)})",
+                    "replace it with the file itself (or drop it)",
+                )
 
 
 def check_shared_utils(report: Report) -> None:

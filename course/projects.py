@@ -84,9 +84,10 @@ def project_dirs(root: Path) -> list[Path]:
 
 
 def rel(path: Path, root: Path) -> str:
-    """``path`` relative to the repo root when possible, for short messages."""
+    """``path`` relative to the repo root when possible, for short messages (a symbolic link is
+    named where it is, not where it points)."""
     try:
-        return str(path.resolve().relative_to(root.resolve()))
+        return str((path.parent.resolve() / path.name).relative_to(root.resolve()))
     except ValueError:
         return str(path)
 

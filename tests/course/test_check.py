@@ -159,6 +159,11 @@ def _break(repo: Path, case: str) -> None:
         _edit(repo / "reviews" / "assignments.toml", "Grace Hopper", "Ada Lovelace")
     elif case == "shared_utils module without origin":
         (repo / "shared_utils" / "extra.py").write_text('"""No attribution here."""\n')
+    elif case == "symlink to a system file":
+        (alpha / "passwd").symlink_to("/etc/passwd")
+    elif case == "notebook linked from another project":
+        (beta / "beta.ipynb").unlink()
+        (beta / "beta.ipynb").symlink_to(alpha / "alpha.ipynb")
     elif case == "floor without ours":
         _edit(alpha / "project.toml", "ours = 90.12", "floor = 0.5")
     elif case == "catalog out of date":
@@ -173,6 +178,8 @@ CASES = {
     "ours without command": "`ours` is given without `command`",
     "paper without source": "results[0]: `paper` is given without `paper_source`",
     "floor without ours": "results[0]: `floor` is given without `ours`",
+    "symlink to a system file": "passwd: a symbolic link (to /etc/passwd)",
+    "notebook linked from another project": "beta.ipynb: a symbolic link (to ",
     "week does not match topic": "week 9 does not teach topic 'latent-variable'",
     "slug differs from folder": "slug 'gamma' differs from the folder name",
     "missing checkpoint of a result": "checkpoints/x.safetensors does not exist",
