@@ -16,7 +16,7 @@ from course.projects import (
     authors_short,
     fmt_number,
     headline,
-    load_projects,
+    readable_projects,
     sort_key,
 )
 from shared_utils.fileio import atomic_write_bytes
@@ -51,7 +51,7 @@ def _paper(meta: dict[str, Any]) -> str:
 
 def catalog_rows(root: Path) -> list[str]:
     """One Markdown row per project with a readable project.toml, by week then slug."""
-    projects = [p for p in load_projects(root) if p.meta is not None]
+    projects = readable_projects(root)
     projects.sort(key=lambda p: sort_key(p.meta, p.slug))
     rows = []
     for project in projects:

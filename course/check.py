@@ -46,6 +46,7 @@ from course.projects import (
     parse_review,
     people_of,
     rel,
+    schema_errors,
 )
 from shared_utils.checkpoints import CheckpointError, read_sidecar
 from shared_utils.fileio import sha256_file
@@ -124,12 +125,6 @@ class Report:
 
 
 @cache
-def project_schema() -> dict[str, Any]:
-    """The JSON schema of project.toml, shipped as package data (course/project_schema.json)."""
-    text = (Path(__file__).parent / "project_schema.json").read_text(encoding="utf-8")
-    return json.loads(text)
-
-
 def _json_path(error: jsonschema.ValidationError) -> str:
     parts = []
     for item in error.absolute_path:
@@ -140,9 +135,8 @@ def _json_path(error: jsonschema.ValidationError) -> str:
 def check_schema(report: Report, project: Project) -> None:
     """project.toml against course/project_schema.json, plus cross-field rules."""
     path = project.path / "project.toml"
-    meta = project.meta or {}
-    validator = jsonschema.Draft202012Validator(project_schema())
-    for err in sorted(validator.iter_errors(meta), key=lambda e: list(e.absolute_path)):
+    meta = project.meta or project.raw or {}
+    for err in schema_errors(meta):
         where = _json_path(err)
         if err.validator == "dependentRequired" and "'command'" in err.message:
             report.error(
@@ -166,6 +160,8 @@ def check_schema(report: Report, project: Project) -> None:
             report.error(
                 path, f"{where}: {err.message}", "see the project.toml schema in CONVENTIONS.md"
             )
+    if project.meta is None:  # the cross-field rules below assume the schema's types
+        return
     slug = meta.get("slug")
     if isinstance(slug, str) and slug != project.slug:
         report.error(
@@ -657,6 +653,8 @@ def check_project(report: Report, project: Project) -> None:
         report.error(
             toml_path, "missing", "add it; templates/project/project.toml shows the fields"
         )
+    elif project.meta is None and project.raw is not None:  # parsed, but not the schema
+        check_schema(report, project)
     elif project.meta is None:
         err = (project.error or "unreadable").split(": ", 1)[-1]
         report.error(toml_path, err, "fix the TOML syntax (see CONVENTIONS.md for the schema)")
@@ -777,7 +775,8 @@ def check_assignments(report: Report) -> None:
 def run_check(root: Path, slugs: list[str] | None = None) -> Report:
     """Check the named projects (all if none); repo-wide rules run when no slug is named."""
     report = Report(root)
-    for project in load_projects(root, slugs):
+    loaded = load_projects(root, slugs)
+    for project in loaded:
         check_project(report, project)
     if not slugs:
         projects = (root / "projects").resolve()
@@ -787,7 +786,9 @@ def run_check(root: Path, slugs: list[str] | None = None) -> Report:
         check_assignments(report)
         from course.catalog import check_catalog
 
-        problem = check_catalog(root)
+        # The catalog is judged only when every project.toml can be read (a broken one is
+        # reported above and cannot be in the table).
+        problem = check_catalog(root) if all(p.meta is not None for p in loaded) else None
         if problem:
             report.error(root / "README.md", problem, "run `course catalog --write`")
     return report

@@ -12,6 +12,7 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -203,14 +204,35 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise CourseError(f"{path}: invalid TOML ({err})") from err
 
 
+@cache
+def project_schema() -> dict[str, Any]:
+    """The JSON schema of project.toml, shipped as package data (course/project_schema.json)."""
+    text = (Path(__file__).parent / "project_schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def schema_errors(meta: dict[str, Any]) -> list[Any]:
+    """jsonschema's errors of a project.toml's content, in document order."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(project_schema())
+    return sorted(validator.iter_errors(meta), key=lambda e: [str(p) for p in e.absolute_path])
+
+
 @dataclass
 class Project:
-    """A project folder with its metadata (``meta`` is None when project.toml is unreadable)."""
+    """A project folder with its metadata.
+
+    ``meta`` is None when project.toml is missing, unreadable or does not fit the schema (a
+    ``topic = ["flows"]`` would break every command that reads it); ``error`` then says why in one
+    line and ``raw`` holds what was parsed, for ``course check`` to report in detail.
+    """
 
     slug: str
     path: Path
     meta: dict[str, Any] | None
     error: str | None = None
+    raw: dict[str, Any] | None = None
 
     @property
     def notebook(self) -> Path:
@@ -230,11 +252,21 @@ def load_project(path: Path) -> Project:
     if not toml_path.is_file():
         return Project(path.name, path, None, "project.toml is missing")
     try:
-        return Project(path.name, path, load_toml(toml_path))
+        raw = load_toml(toml_path)
     except CourseError as err:
         return Project(path.name, path, None, str(err))
-    except (OSError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
+        return Project(path.name, path, None, f"project.toml is not UTF-8 text ({err.reason})")
+    except OSError as err:
         return Project(path.name, path, None, f"project.toml unreadable ({err})")
+    errors = schema_errors(raw)
+    if errors:
+        first = errors[0]
+        where = ".".join(str(p) for p in first.absolute_path) or "(top level)"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        message = f"project.toml does not fit the schema: {where}: {first.message}{more}"
+        return Project(path.name, path, None, message[:300], raw=raw)
+    return Project(path.name, path, raw)
 
 
 def load_projects(root: Path, slugs: list[str] | None = None) -> list[Project]:
@@ -359,3 +391,18 @@ def read_run_times(root: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def readable_projects(root: Path) -> list[Project]:
+    """The projects whose project.toml is readable and fits the schema; one line on stderr for
+    each of the others, so that one broken project does not stop a command for all of them."""
+    import sys
+
+    projects = load_projects(root)
+    for project in projects:
+        if project.meta is None:
+            print(
+                f"projects/{project.slug}: skipped: {project.error} (`course check` says more)",
+                file=sys.stderr,
+            )
+    return [p for p in projects if p.meta is not None]

@@ -19,10 +19,10 @@ from course.projects import (
     Project,
     fmt_number,
     headline,
-    load_projects,
     paper_short,
     people_of,
     read_run_times,
+    readable_projects,
     sort_key,
 )
 
@@ -136,7 +136,7 @@ def render_card(root: Path, project: Project, runs: dict[str, Any]) -> str:
 def render_site(root: Path) -> str:
     """The whole index.html."""
     runs = read_run_times(root)
-    projects = [p for p in load_projects(root) if p.meta is not None]
+    projects = readable_projects(root)
     projects.sort(key=lambda p: sort_key(p.meta, p.slug))
     cards = "\n".join(render_card(root, p, runs) for p in projects)
     return (

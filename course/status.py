@@ -124,7 +124,10 @@ def main(root: Path, fmt: str) -> int:
     elif rows:
         print(format_table(rows))
         if any(r.get("error") for r in rows):
-            print("(!) project.toml missing or unreadable: run `course check` for details")
+            print(
+                "(!) project.toml missing, unreadable or not fitting the schema: run `course check` "
+                "for details"
+            )
     else:
         print("no projects under projects/ yet (course new <slug> creates one)")
     return 0
