@@ -132,3 +132,35 @@ def fake_wall_clock(monkeypatch: Any, seconds_per_reading: float = 1.0) -> None:
         return clock["t"]
 
     monkeypatch.setattr(runs, "_wall", wall)
+
+
+def nan_on_call(fn: Callable[..., Any], call: int) -> Callable[..., Any]:
+    """``fn`` whose ``call``-th call (counting from 1) returns its loss times NaN: a loss function
+    to monkeypatch into a training loop to test its divergence stop. A ``(loss, stats)`` result
+    keeps its stats."""
+    import functools
+
+    count = {"n": 0}
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        count["n"] += 1
+        out = fn(*args, **kwargs)
+        if count["n"] != call:
+            return out
+        if isinstance(out, tuple):
+            return (out[0] * float("nan"), *out[1:])
+        return out * float("nan")
+
+    return wrapped
+
+
+def assert_last_save_kept(out: str | os.PathLike, step: int) -> None:
+    """After a run stopped by divergence: ``out/last.safetensors`` is the save of ``step``, all
+    its weights finite, and log.csv has no row past it."""
+    from shared_utils.training import read_csv_log
+
+    ckpt = load_checkpoint(Path(out) / "last.safetensors", load_train_state=True)
+    assert ckpt.step == step, ckpt.step
+    assert all(torch.isfinite(v).all() for v in ckpt.state_dict.values())
+    assert max(row["step"] for row in read_csv_log(Path(out) / "log.csv")) <= step

@@ -26,7 +26,7 @@ from gans.train import (
 
 from shared_utils.checkpoints import load_checkpoint, load_model
 from shared_utils.runs import RunError
-from shared_utils.testing import assert_resume_is_exact
+from shared_utils.testing import assert_last_save_kept, assert_resume_is_exact, nan_on_call
 from shared_utils.training import read_csv_log
 
 torch.set_num_threads(1)  # the course machine's cores are shared
@@ -113,31 +113,14 @@ def test_resume_is_exact_after_max_steps_a_kill_and_minutes(gan, tmp_path, monke
         assert {"wasserstein", "gradient_penalty"} <= columns
 
 
-def _nan_on_call(fn, call: int):
-    """``fn`` whose ``call``-th call (from 1) returns a loss multiplied by NaN."""
-    count = {"n": 0}
-
-    @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
-        count["n"] += 1
-        out = fn(*args, **kwargs)
-        if count["n"] == call:
-            return out * float("nan") if torch.is_tensor(out) else (out[0] * float("nan"), out[1])
-        return out
-
-    return wrapped
-
-
 def test_a_nan_loss_stops_training_before_the_next_save(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(dcgan, "generator_loss", _nan_on_call(dcgan.generator_loss, call=5))
+    monkeypatch.setattr(dcgan, "generator_loss", nan_on_call(dcgan.generator_loss, call=5))
     out = tmp_path / "nan"
     with pytest.raises(RunError, match="diverged at step 5: g_loss = nan"):
         train(_cfg(out, save_every=2))
-    ckpt = load_checkpoint(out / "last.safetensors", load_train_state=True)
-    assert ckpt.step == 4 and all(torch.isfinite(v).all() for v in ckpt.state_dict.values())
-    assert max(row["step"] for row in read_csv_log(out / "log.csv")) <= 4
+    assert_last_save_kept(out, step=4)
     # the command line: one line on stderr, exit code 1
-    monkeypatch.setattr(dcgan, "generator_loss", _nan_on_call(dcgan.generator_loss, call=3))
+    monkeypatch.setattr(dcgan, "generator_loss", nan_on_call(dcgan.generator_loss, call=3))
     argv = ["--limit-train", "40", "--batch-size", "10", "--width", "4", "--z-dim", "4"]
     assert main([*argv, "--eval-every", "0", "--quiet", "--out", str(tmp_path / "cli")]) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -3,8 +3,6 @@ again), the stop on a non-finite loss before a save, and the train / evaluate / 
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
 from glow import evaluate as evaluate_command
@@ -16,7 +14,7 @@ from glow.train import TrainConfig, learning_rate, main, train
 from shared_utils.checkpoints import load_checkpoint, load_model
 from shared_utils.data import dataset_tensors
 from shared_utils.runs import RunError
-from shared_utils.testing import assert_resume_is_exact
+from shared_utils.testing import assert_last_save_kept, assert_resume_is_exact, nan_on_call
 from shared_utils.training import read_csv_log
 
 torch.set_num_threads(1)  # the course machine's cores are shared
@@ -80,29 +78,14 @@ def test_resume_is_exact_after_max_steps_a_kill_and_minutes(tmp_path, monkeypatc
     )
 
 
-def _nan_on_call(fn, call: int):
-    """``fn`` whose ``call``-th call (from 1) returns its value times NaN."""
-    count = {"n": 0}
-
-    @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
-        count["n"] += 1
-        out = fn(*args, **kwargs)
-        return out * float("nan") if count["n"] == call else out
-
-    return wrapped
-
-
 def test_a_nan_loss_stops_training_before_the_next_save(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(Glow, "loss", _nan_on_call(Glow.loss, call=5))
+    monkeypatch.setattr(Glow, "loss", nan_on_call(Glow.loss, call=5))
     out = tmp_path / "nan"
     with pytest.raises(RunError, match="diverged at step 5: loss nan"):
         train(_cfg(out, save_every=2))
-    ckpt = load_checkpoint(out / "last.safetensors", load_train_state=True)
-    assert ckpt.step == 4 and all(torch.isfinite(v).all() for v in ckpt.state_dict.values())
-    assert max(row["step"] for row in read_csv_log(out / "log.csv")) <= 4
+    assert_last_save_kept(out, step=4)
     # the command line: one line on stderr, exit code 1
-    monkeypatch.setattr(Glow, "loss", _nan_on_call(Glow.loss, call=3))
+    monkeypatch.setattr(Glow, "loss", nan_on_call(Glow.loss, call=3))
     argv = [*TINY, "--limit-train", "40", "--eval-n", "0", "--out", str(tmp_path / "cli")]
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()

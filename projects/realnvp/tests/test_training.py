@@ -3,8 +3,6 @@ save, and the train / evaluate / sample / bench commands."""
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
 from realnvp import bench
@@ -18,7 +16,7 @@ from realnvp.train import TrainConfig, main, train
 from shared_utils.checkpoints import load_checkpoint, load_model
 from shared_utils.data import dataset_tensors
 from shared_utils.runs import RunError
-from shared_utils.testing import assert_resume_is_exact
+from shared_utils.testing import assert_last_save_kept, assert_resume_is_exact, nan_on_call
 from shared_utils.training import read_csv_log
 
 torch.set_num_threads(1)  # the course machine's cores are shared
@@ -73,30 +71,15 @@ def test_resume_is_exact_after_max_steps_a_kill_and_minutes(tmp_path, monkeypatc
     assert {"loss_bpd", "grad_norm"} <= set(read_csv_log(tmp_path / "straight" / "log.csv")[0])
 
 
-def _nan_on_call(fn, call: int):
-    """``fn`` whose ``call``-th call (from 1) returns its loss times NaN."""
-    count = {"n": 0}
-
-    @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
-        count["n"] += 1
-        out = fn(*args, **kwargs)
-        return out * float("nan") if count["n"] == call else out
-
-    return wrapped
-
-
 def test_a_nan_loss_stops_training_before_the_next_save(tmp_path, monkeypatch, capsys):
     original = train_module.training_loss
-    monkeypatch.setattr(train_module, "training_loss", _nan_on_call(original, call=5))
+    monkeypatch.setattr(train_module, "training_loss", nan_on_call(original, call=5))
     out = tmp_path / "nan"
     with pytest.raises(RunError, match="diverged at step 5: loss = nan"):
         train(_cfg(out, save_every=2))
-    ckpt = load_checkpoint(out / "last.safetensors", load_train_state=True)
-    assert ckpt.step == 4 and all(torch.isfinite(v).all() for v in ckpt.state_dict.values())
-    assert max(row["step"] for row in read_csv_log(out / "log.csv")) <= 4
+    assert_last_save_kept(out, step=4)
     # the command line: one line on stderr, exit code 1
-    monkeypatch.setattr(train_module, "training_loss", _nan_on_call(original, call=3))
+    monkeypatch.setattr(train_module, "training_loss", nan_on_call(original, call=3))
     argv = ["--limit-train", "100", "--batch-size", "50", "--eval-n", "10", "--channels", "4"]
     assert (
         main([*argv, "--blocks", "1", "--scales", "2", "--quiet", "--out", str(tmp_path / "cli")])
