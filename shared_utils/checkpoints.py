@@ -47,6 +47,7 @@ from safetensors.torch import load as _load_safetensors_bytes
 from safetensors.torch import save as _safetensors_bytes
 
 from shared_utils.fileio import publish, sha256_file
+from shared_utils.training import flush_denormals
 
 FORMAT_VERSION = 2
 MAX_SIDECAR_BYTES = 4 * 2**20  # a sidecar is a few kB; anything this large is not one of ours
@@ -547,7 +548,11 @@ def load_model(
     The weights file is read once. ``build`` is the model class (or a factory taking the same
     keyword arguments). It first runs on the ``meta`` device, which allocates nothing, so that
     arguments that do not match the weights (or would need a huge allocation) are refused first.
+    Subnormal floats are flushed to zero from then on in this process
+    (:func:`shared_utils.training.flush_denormals`): weights trained on a GPU can hold many, and a
+    CPU computes with them many times slower.
     """
+    flush_denormals()
     path = Path(path)
     ckpt = load_checkpoint(path)
     kwargs = ckpt.model

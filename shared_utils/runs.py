@@ -72,7 +72,7 @@ from shared_utils.checkpoints import (
     save_checkpoint,
     sidecar_path,
 )
-from shared_utils.training import CSVLogger, evaluating, pick_device, progress
+from shared_utils.training import CSVLogger, evaluating, pick_device, progress, set_threads
 
 LOGS = ("log", "eval", "time")
 # Settings that may differ when a run is resumed: they steer or observe the run, they do not
@@ -369,7 +369,7 @@ class Run:
             raise RunError(
                 f"--device {printable(cfg.device, 40)} is not a device: use cpu, cuda, mps or auto"
             ) from None
-        torch.set_num_threads(cfg.threads)
+        set_threads(cfg.threads)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)  # noqa: NPY002 - seeds code that uses the legacy RNG
         torch.manual_seed(cfg.seed)
@@ -732,7 +732,7 @@ def eval_cli(
         if value is not None and value < 1:
             print(f"error: --{name.replace('_', '-')} must be at least 1", file=sys.stderr)
             return 1
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     args.device = pick_device(args.device)
     try:
         metrics = evaluate(args)
@@ -781,7 +781,7 @@ def sample_cli(
     if args.num_samples < 1 or args.threads < 1:
         print("error: --num-samples and --threads must be at least 1", file=sys.stderr)
         return 1
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     device = pick_device(args.device)
     try:
         model = load_model(args.checkpoint, model_class, map_location=device)

@@ -77,6 +77,27 @@ def test_load_model_rebuilds_from_the_sidecar(tmp_path):
     assert torch.equal(again.fc.weight, net.fc.weight)
 
 
+@pytest.fixture
+def flush_off():
+    """Start with subnormals kept (torch's default) and leave the process so."""
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormals to zero")
+    yield
+    torch.set_flush_denormal(False)
+
+
+def test_load_model_flushes_subnormal_weights_in_arithmetic(tmp_path, flush_off):
+    net = Net(5)
+    with torch.no_grad():
+        net.fc.weight.zero_()
+        net.fc.weight[0, 0] = 1e-39  # subnormal in float32
+    path = save_checkpoint(tmp_path / "n.safetensors", net, model_config={"width": 5}, step=1)
+    assert (net.fc.weight[0, 0] * 1.0).item() > 0  # kept before any load
+    again = load_model(path, Net)
+    assert torch.equal(again.fc.weight, net.fc.weight)  # the stored weights are untouched
+    assert (again.fc.weight[0, 0] * 1.0).item() == 0.0  # but computed with as zero
+
+
 def test_resumable_state_round_trip_continues_identically(tmp_path):
     def step(model, opt, x):
         opt.zero_grad()

@@ -78,3 +78,18 @@ def test_progress_can_be_disabled(monkeypatch):
     monkeypatch.setenv("DGM_PROGRESS", "0")
     bar = training.progress(range(3))
     assert bar.disable and list(bar) == [0, 1, 2]
+
+
+def test_set_threads_sets_the_count_and_flushes_subnormals():
+    before = torch.get_num_threads()
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormals to zero")
+    try:
+        tiny = torch.tensor([1e-39], dtype=torch.float32)
+        assert (tiny * 1.0).item() > 0
+        training.set_threads(1)
+        assert torch.get_num_threads() == 1
+        assert (tiny * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+        torch.set_num_threads(before)
