@@ -1,5 +1,5 @@
 # dgm-course: every target sets itself up; a second run reuses what is there.
-#   make demo    run every project notebook for real and build build/site/index.html
+#   make demo    run every project notebook for real and build the course site (build/site)
 #   make test    exactly what CI runs: lint + unit tests + notebooks in smoke mode
 #   make test P=vae   the same for one project: its course check, tests and notebook (a quick loop)
 SHELL := /bin/bash
@@ -32,10 +32,11 @@ endif
 .PHONY: help setup data demo test unit notebooks lint bench site status check clean
 
 help:
-	@echo "make demo   - run all project notebooks (real settings) and build build/site/index.html"
+	@echo "make demo   - run all project notebooks (real settings) and build the site in build/site"
 	@echo "make test   - what CI runs: lint, unit tests, notebooks in smoke mode (DGM_SMOKE=1)"
 	@echo "make setup  - create .venv with the pinned requirements and prepare the offline data"
-	@echo "make lint | unit | notebooks | bench | site | status | check | clean"
+	@echo "make site   - the course site from the committed notebooks: build/site/index.html"
+	@echo "make lint | unit | notebooks | bench | status | check | clean"
 	@echo "P=<slug> (unit, notebooks, test, check): one project only, e.g. make test P=vae"
 
 $(STAMP): $(REQS)
@@ -58,8 +59,12 @@ setup: $(STAMP) $(DATA_OK)
 data: $(STAMP)
 	$(BIN)/python -m shared_utils.data prepare
 
+# pre-commit's --all-files means the files git tracks: files not yet added (a new project's) are
+# checked too, by name, so that `make lint` before `git add` says what CI will say after it.
 lint: setup
 	$(BIN)/pre-commit run --all-files --show-diff-on-failure
+	@git ls-files -z --others --exclude-standard | xargs -0 -r \
+	  $(BIN)/pre-commit run --show-diff-on-failure --files
 
 unit: setup
 	$(BIN)/python -m pytest -q $(UNIT_PATHS)
@@ -81,10 +86,11 @@ endif
 
 demo: setup
 	$(BIN)/course run
-	$(BIN)/course site
+	$(BIN)/course site --executed
 	@echo "open build/site/index.html"
 
-site: setup
+# The course site from the committed notebooks (Sphinx; no data or execution needed).
+site: $(STAMP)
 	$(BIN)/course site
 
 status: setup

@@ -1,32 +1,105 @@
-"""`course catalog`: the README's table of projects, generated from every project.toml.
+"""`course catalog`: the results of every project, ours next to the paper's, from project.toml.
 
 Origin: written for dgm-course (MIT licence).
 
-The table lives between ``<!-- catalog:start -->`` and ``<!-- catalog:end -->`` in README.md, so
-the rest of the README stays hand-written while the numbers can never drift from project.toml.
+One row per ``[[results]]`` entry of every readable project.toml, in course order (week, then
+slug). The course site's results page is built from the same rows (:func:`result_rows`); this
+command prints them as a Markdown table, e.g. for an issue or a report. Nothing in the repository
+stores the table: a pull request that adds a project changes only its own folder, so two such pull
+requests never conflict over a shared file.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from course.projects import (
-    CourseError,
-    authors_short,
-    fmt_number,
-    headline,
-    readable_projects,
-    sort_key,
-)
-from shared_utils.fileio import atomic_write_bytes
+from course.projects import fmt_number, readable_projects, sort_key
 
-START = "<!-- catalog:start -->"
-END = "<!-- catalog:end -->"
 HEADER = (
-    "| project | paper | topic (week) | headline result | ours | paper's | folder |\n"
-    "|---|---|---|---|---:|---:|---|"
+    "| project | result | metric | ours | paper's | dataset | estimator | budget | command |\n"
+    "|---|---|---|---:|---:|---|---|---|---|"
 )
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One ``[[results]]`` entry of a project, with the project it belongs to."""
+
+    slug: str
+    title: str
+    topic: str
+    label: str
+    metric: str
+    unit: str
+    lower_is_better: bool
+    dataset: str
+    estimator: str
+    ours: float | None
+    floor: float | None
+    paper: float | None
+    paper_source: str
+    budget: str
+    command: str
+    checkpoint: str
+
+    @property
+    def metric_text(self) -> str:
+        """``test NLL, nats (lower is better)``."""
+        unit = f", {self.unit}" if self.unit else ""
+        better = "lower is better" if self.lower_is_better else "higher is better"
+        return f"{self.metric}{unit} ({better})"
+
+    @property
+    def ours_text(self) -> str:
+        """Our number with its floor when there is one; ``not measured yet`` without a number."""
+        if self.ours is None:
+            return "not measured yet"
+        floor = f" (floor {fmt_number(self.floor)})" if self.floor is not None else ""
+        return fmt_number(self.ours) + floor
+
+    @property
+    def paper_text(self) -> str:
+        return fmt_number(self.paper) if self.paper is not None else "-"
+
+
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def project_rows(slug: str, meta: dict[str, Any]) -> list[ResultRow]:
+    """The result rows of one project's (schema-valid) metadata."""
+    rows = []
+    for item in meta.get("results") or []:
+        rows.append(
+            ResultRow(
+                slug=slug,
+                title=str(meta.get("title", slug)),
+                topic=str(meta.get("topic", "")),
+                label=str(item.get("label", "")),
+                metric=str(item.get("metric", "")),
+                unit=str(item.get("unit", "")),
+                lower_is_better=bool(item.get("lower_is_better")),
+                dataset=str(item.get("dataset", "")),
+                estimator=str(item.get("estimator", "")),
+                ours=_number(item.get("ours")),
+                floor=_number(item.get("floor")),
+                paper=_number(item.get("paper")),
+                paper_source=str(item.get("paper_source", "")),
+                budget=str(item.get("budget", "-")),
+                command=str(item.get("command", "")),
+                checkpoint=str(item.get("checkpoint", "")),
+            )
+        )
+    return rows
+
+
+def result_rows(root: Path) -> list[ResultRow]:
+    """Every result row of every readable project, in course order (week, slug, row)."""
+    projects = readable_projects(root)
+    projects.sort(key=lambda p: sort_key(p.meta, p.slug))
+    return [row for p in projects for row in project_rows(p.slug, p.meta or {})]
 
 
 def _cell(text: Any) -> str:
@@ -34,105 +107,31 @@ def _cell(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def _paper(meta: dict[str, Any]) -> str:
-    papers = meta.get("papers") or []
-    if not papers or not isinstance(papers[0], dict):
+def _code(text: str) -> str:
+    """A command as inline code (a pipe inside code still needs its escape in a table)."""
+    text = " ".join(text.split())
+    if not text:
         return "-"
-    paper = papers[0]
-    authors = [str(a) for a in paper.get("authors") or []]
-    who = authors_short(authors)
-    label = _cell(f"{who}, {paper.get('venue', '?')} {paper.get('year', '')}".strip())
-    title = _cell(paper.get("title", ""))
-    url = str(paper.get("url", ""))
-    if url.startswith(("http://", "https://")) and " " not in url and ")" not in url:
-        return f"{title} ([{label}]({url}))"
-    return f"{title} ({label})"
+    fence = "``" if "`" in text else "`"
+    return f"{fence}{_cell(text)}{fence}"
 
 
-def catalog_rows(root: Path) -> list[str]:
-    """One Markdown row per project with a readable project.toml, by week then slug."""
-    projects = readable_projects(root)
-    projects.sort(key=lambda p: sort_key(p.meta, p.slug))
-    rows = []
-    for project in projects:
-        meta = project.meta or {}
-        row = headline(meta)
-        if row is None:
-            result, ours, paper = "-", "-", "-"
-        else:
-            arrow = "lower is better" if row.get("lower_is_better") else "higher is better"
-            unit = f", {row.get('unit')}" if row.get("unit") else ""
-            result = _cell(f"{row.get('metric', '?')}{unit} ({row.get('estimator', '?')}; {arrow})")
-            ours = fmt_number(row["ours"]) if "ours" in row else "not yet"
-            if "floor" in row:
-                ours += f" (floor {fmt_number(row['floor'])})"
-            paper = fmt_number(row.get("paper"))
-        topic = _cell(f"{meta.get('topic', '?')} ({meta.get('week', '?')})")
-        rows.append(
-            f"| {_cell(meta.get('title', project.slug))} | {_paper(meta)} | {topic} | {result} "
-            f"| {ours} | {paper} | [projects/{project.slug}](projects/{project.slug}/) |"
-        )
-    return rows
-
-
-def render_catalog(root: Path) -> str:
-    """The text that belongs between the markers (markers excluded)."""
-    rows = catalog_rows(root)
+def render_markdown(rows: list[ResultRow]) -> str:
+    """The rows as one Markdown table (``_No results yet._`` without rows)."""
     if not rows:
-        return "_No projects yet._"
-    return HEADER + "\n" + "\n".join(rows)
-
-
-def _split(text: str) -> tuple[str, str, str] | None:
-    start, end = text.find(START), text.find(END)
-    if start < 0 or end < 0 or end < start:
-        return None
-    return text[: start + len(START)], text[start + len(START) : end], text[end:]
-
-
-def updated_readme(root: Path) -> tuple[str, str]:
-    """(current README text, README text with a fresh catalog); CourseError without markers."""
-    path = root / "README.md"
-    if not path.is_file():
-        raise CourseError(
-            f"{path} does not exist; the README (with {START} and {END} markers) comes first"
+        return "_No results yet._"
+    lines = [HEADER]
+    for row in rows:
+        lines.append(
+            f"| {_cell(row.title)} ([projects/{row.slug}](projects/{row.slug}/)) "
+            f"| {_cell(row.label)} | {_cell(row.metric_text)} | {_cell(row.ours_text)} "
+            f"| {_cell(row.paper_text)} | {_cell(row.dataset)} | {_cell(row.estimator)} "
+            f"| {_cell(row.budget)} | {_code(row.command)} |"
         )
-    text = path.read_text(encoding="utf-8")
-    parts = _split(text)
-    if parts is None:
-        raise CourseError(f"{path} has no {START} ... {END} markers; add them where the table goes")
-    head, _, tail = parts
-    return text, f"{head}\n{render_catalog(root)}\n{tail}"
+    return "\n".join(lines)
 
 
-def check_catalog(root: Path) -> str | None:
-    """A one-line problem if README.md has the markers but an outdated table, else None."""
-    path = root / "README.md"
-    if not path.is_file() or _split(path.read_text(encoding="utf-8")) is None:
-        return None
-    current, fresh = updated_readme(root)
-    return None if current == fresh else "the project catalog is out of date"
-
-
-def main(root: Path, write: bool, check: bool) -> int:
-    """Print the table; ``--write`` updates README.md; ``--check`` fails if it is outdated."""
-    if write or check:
-        current, fresh = updated_readme(root)
-        if check and not write:
-            if current != fresh:
-                print(
-                    "README.md: the project catalog is out of date -> run `course catalog --write`"
-                )
-                return 1
-            print("README.md: catalog up to date")
-            return 0
-        if current != fresh:
-            atomic_write_bytes(
-                root / "README.md", fresh.encode("utf-8")
-            )  # a kill leaves old or new
-            print("README.md: catalog updated")
-        else:
-            print("README.md: catalog up to date")
-        return 0
-    print(render_catalog(root))
+def main(root: Path) -> int:
+    """Print the results table of all projects (Markdown)."""
+    print(render_markdown(result_rows(root)))
     return 0

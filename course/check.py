@@ -784,13 +784,6 @@ def run_check(root: Path, slugs: list[str] | None = None) -> Report:
         check_pickles(report, outside)
         check_shared_utils(report)
         check_assignments(report)
-        from course.catalog import check_catalog
-
-        # The catalog is judged only when every project.toml can be read (a broken one is
-        # reported above and cannot be in the table).
-        problem = check_catalog(root) if all(p.meta is not None for p in loaded) else None
-        if problem:
-            report.error(root / "README.md", problem, "run `course catalog --write`")
     return report
 
 

@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         "`path: what is wrong -> how to fix`. Exit 0 only when nothing failed.",
         epilog="Notebook outputs are required once a project is v2 or ships a checkpoint. "
         "TODO/TBD/FIXME markers are warnings in v1 and errors in v2. With no slug, the "
-        "repo-wide rules run too: shared_utils origins, reviews/assignments.toml and the "
-        "README catalog.",
+        "repo-wide rules run too: shared_utils origins, reviews/assignments.toml and "
+        "pickles outside projects/.",
     )
     p.add_argument("slugs", nargs="*", metavar="slug", help="projects to check (default: all)")
 
@@ -77,14 +77,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", parents=[common], help="one row per project")
     p.add_argument("--format", choices=("table", "json"), default="table")
 
-    sub.add_parser("site", parents=[common], help="build build/site/index.html")
-
     p = sub.add_parser(
-        "catalog", parents=[common], help="the README's project table from every project.toml"
+        "site",
+        parents=[common],
+        help="build the course site into build/site (Sphinx, from the committed notebooks)",
+        description="Build the course site into build/site: a page per project (README, "
+        "notebook with its stored outputs, links to its files), the results table, a page per "
+        "topic and the guides. Any Sphinx warning (a broken link, a missing image) fails it.",
     )
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="update README.md between the markers")
-    mode.add_argument("--check", action="store_true", help="fail if README.md is out of date")
+    p.add_argument(
+        "--executed",
+        action="store_true",
+        help="show the notebooks executed by `course run` (build/notebooks/) where there are some",
+    )
+    p.add_argument(
+        "--repo-url",
+        metavar="URL",
+        help="link files to this repository (default: GitHub Actions' own, else local paths)",
+    )
+    p.add_argument("--ref", metavar="REF", help="branch or commit for those links (default: main)")
+
+    sub.add_parser(
+        "catalog",
+        parents=[common],
+        help="print the results of every project (Markdown table from project.toml)",
+    )
     return parser
 
 
@@ -119,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "site":
             from course import site
 
-            return site.main(root)
+            return site.main(root, args.executed, args.repo_url, args.ref)
         if args.command == "catalog":
             from course import catalog
 
-            return catalog.main(root, args.write, args.check)
+            return catalog.main(root)
     except CourseError as err:
         print(f"course {args.command}: error: {err}", file=sys.stderr)
         return 1

@@ -279,5 +279,4 @@ def main(
     print(
         f"  DGM_SMOKE=1 python -m pytest --nbval-lax --nbval-current-env projects/{slug}/{slug}.ipynb"
     )
-    print("  course catalog --write                    # add the project to README.md")
     return 0

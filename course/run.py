@@ -1,12 +1,12 @@
-"""`course run`: execute project notebooks headlessly and keep the executed copies and HTML.
+"""`course run`: execute project notebooks headlessly and keep the executed copies.
 
-Origin: written for dgm-course (MIT licence). Execution with nbclient, HTML with nbconvert's
-HTMLExporter (both BSD-3-Clause, used as dependencies).
+Origin: written for dgm-course (MIT licence). Execution with nbclient (BSD-3-Clause, used as a
+dependency).
 
 Each notebook runs in a fresh python3 kernel with the project folder as working directory, exactly
 as "Restart & Run All" would. The committed notebook is never modified: the executed copy goes to
-build/notebooks/<slug>.ipynb, its rendering to build/site/notebooks/<slug>.html (linked from the
-course site), and the wall time to build/run_times.json (shown by `course status`).
+build/notebooks/<slug>.ipynb (`course site --executed` shows it on the course site instead of the
+committed one), and the wall time to build/run_times.json (shown by `course status`).
 """
 
 from __future__ import annotations
@@ -100,14 +100,6 @@ def execute_notebook(path: Path, timeout: float, smoke: bool) -> tuple[Any, str 
     return nb, error
 
 
-def to_html(nb: Any) -> str:
-    """A standalone HTML page of an executed notebook (images inlined by nbconvert)."""
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
-    return body
-
-
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -158,7 +150,6 @@ def main(root: Path, slugs: list[str], smoke: bool, timeout: float) -> int:
         seconds = time.perf_counter() - start
         if nb is not None:
             _write(root / "build" / "notebooks" / f"{project.slug}.ipynb", nbformat.writes(nb))
-            _write(root / "build" / "site" / "notebooks" / f"{project.slug}.html", to_html(nb))
         ok = error is None
         results.append(RunResult(project.slug, seconds, ok, error))
         if ok:

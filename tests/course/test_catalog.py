@@ -1,71 +1,62 @@
-"""`course catalog`: the README table between the markers, regenerated from project.toml.
+"""`course catalog`: every project's results as a Markdown table, read from project.toml only.
 
 Origin: written for dgm-course (MIT licence).
 """
 
 from __future__ import annotations
 
-from course.catalog import END, START
+from course.catalog import HEADER, result_rows
 
 
-def test_catalog_is_up_to_date_in_the_fixture(repo, course):
-    rc, out = course("catalog", "--check", "--root", repo)
+def test_one_row_per_result_in_course_order(repo, course):
+    rc, out = course("catalog", "--root", repo)
     assert rc == 0, out
-    rc, out = course("catalog", "--root", repo)
-    assert rc == 0
-    assert out.startswith("| project | paper |")
-    assert "| 90.12 | 86.76 | [projects/alpha](projects/alpha/) |" in out
+    lines = out.strip().splitlines()
+    assert lines[:2] == HEADER.splitlines()
+    assert len(lines) == 4
+    assert lines[2].startswith("| Beta model ([projects/beta](projects/beta/)) |")  # week 3
+    assert "| not measured yet | 86.76 |" in lines[2]
+    alpha = lines[3]
+    for cell in (
+        "| Alpha model, main setting |",
+        "| test NLL, nats (lower is better) |",
+        "| 90.12 | 86.76 |",
+        "| dynamically binarized MNIST, full test set | exact | 5 CPU-minutes |",
+        "| `python -m alpha.evaluate checkpoints/alpha.safetensors` |",
+    ):
+        assert cell in alpha, cell
 
 
-def test_write_updates_only_the_block(repo, course):
-    toml = repo / "projects" / "alpha" / "project.toml"
-    toml.write_text(toml.read_text().replace("ours = 90.12", "ours = 88.5"))
-    rc, out = course("catalog", "--check", "--root", repo)
-    assert rc == 1 and "out of date -> run `course catalog --write`" in out
-    before = (repo / "README.md").read_text()
-    rc, out = course("catalog", "--write", "--root", repo)
-    assert rc == 0 and "catalog updated" in out
-    after = (repo / "README.md").read_text()
-    assert "| 88.5 | 86.76 |" in after
-    assert before.split(START)[0] == after.split(START)[0]
-    assert before.split(END)[1] == after.split(END)[1]
-    assert course("catalog", "--check", "--root", repo)[0] == 0
-    assert course("check", "--root", repo)[0] == 0
-
-
-def test_pipes_in_titles_are_escaped(repo, course):
-    toml = repo / "projects" / "beta" / "project.toml"
-    toml.write_text(toml.read_text().replace('title = "Beta model"', 'title = "Beta | model"'))
-    rc, out = course("catalog", "--root", repo)
-    assert "Beta \\| model" in out
-
-
-def test_write_without_readme_or_markers_fails(repo, course):
-    readme = repo / "README.md"
-    readme.write_text("# No markers here\n")
-    rc, out = course("catalog", "--write", "--root", repo)
-    assert rc == 1 and "has no <!-- catalog:start -->" in out
-    assert readme.read_text() == "# No markers here\n"
-    assert course("check", "--root", repo)[0] == 0  # no markers: check skips the catalog
-    readme.unlink()
-    rc, out = course("catalog", "--write", "--root", repo)
-    assert rc == 1 and "README.md does not exist" in out
-    assert not readme.exists()
-
-
-def test_write_is_atomic_a_failure_mid_write_leaves_the_old_readme(repo, course, monkeypatch):
-    import course.catalog as catalog
-    from shared_utils import fileio
-
-    toml = repo / "projects" / "alpha" / "project.toml"
-    toml.write_text(toml.read_text().replace("ours = 90.12", "ours = 88.5"))
+def test_the_readme_is_never_written(repo, course):
     before = (repo / "README.md").read_bytes()
+    toml = repo / "projects" / "alpha" / "project.toml"
+    toml.write_text(toml.read_text().replace("ours = 90.12", "ours = 88.5"))
+    rc, out = course("catalog", "--root", repo)
+    assert rc == 0 and "| 88.5 | 86.76 |" in out
+    assert (repo / "README.md").read_bytes() == before
 
-    def killed(tmp, final):  # the process dies after writing the new text, before the rename
-        raise KeyboardInterrupt
 
-    monkeypatch.setattr(fileio, "publish", killed)
-    monkeypatch.setattr(catalog, "atomic_write_bytes", fileio.atomic_write_bytes)
-    rc, out = course("catalog", "--write", "--root", repo)
-    assert rc == 130 and (repo / "README.md").read_bytes() == before
-    assert not list(repo.glob(".README.md.*.tmp"))  # the temporary file is cleaned up
+def test_pipes_and_newlines_stay_inside_their_cells(repo, course):
+    toml = repo / "projects" / "beta" / "project.toml"
+    text = toml.read_text().replace('title = "Beta model"', 'title = "Beta | model"')
+    toml.write_text(text.replace('estimator = "exact"', 'estimator = """exact\nover | k"""'))
+    rc, out = course("catalog", "--root", repo)
+    assert rc == 0, out
+    beta = out.strip().splitlines()[2]
+    assert "Beta \\| model" in beta and "| exact over \\| k |" in beta
+
+
+def test_rows_as_data(repo):
+    rows = result_rows(repo)
+    assert [(r.slug, r.ours, r.paper) for r in rows] == [
+        ("beta", None, 86.76),
+        ("alpha", 90.12, 86.76),
+    ]
+    assert rows[1].ours_text == "90.12" and rows[0].ours_text == "not measured yet"
+
+
+def test_no_projects(tmp_path, course):
+    (tmp_path / "projects").mkdir()
+    (tmp_path / "pyproject.toml").write_text("")
+    rc, out = course("catalog", "--root", tmp_path)
+    assert rc == 0 and out.strip() == "_No results yet._"

@@ -29,8 +29,8 @@ def test_console_script_help():
         ("check", ["--root"]),
         ("run", ["--smoke", "--timeout", "--root"]),
         ("status", ["--format", "--root"]),
-        ("site", ["--root"]),
-        ("catalog", ["--write", "--check", "--root"]),
+        ("site", ["--executed", "--repo-url", "--ref", "--root"]),
+        ("catalog", ["--root"]),
     ],
 )
 def test_subcommand_options(command, options, capsys):
@@ -48,8 +48,9 @@ def test_usage_errors_exit_2(capsys):
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args(argv)
         assert exit_info.value.code == 2
-    with pytest.raises(SystemExit):
-        parser.parse_args(["catalog", "--write", "--check"])
+    with pytest.raises(SystemExit) as exit_info:  # no README to rewrite any more
+        parser.parse_args(["catalog", "--write"])
+    assert exit_info.value.code == 2
 
 
 def test_a_closed_pipe_ends_quietly(tmp_path):

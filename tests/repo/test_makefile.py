@@ -79,3 +79,63 @@ IDX = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+
+
+def _stub_setup(clone, venv_bin):
+    """A checkout whose `make setup` has nothing to do: a venv (the real tools) and data, both
+    newer than what they were made from."""
+    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):
+        (clone / name).touch()
+    files = [clone / "data" / d / "raw" / f for d in ("MNIST", "FashionMNIST") for f in IDX]
+    for f in files:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.touch()
+    (clone / ".venv").mkdir()
+    (clone / ".venv" / "bin").symlink_to(venv_bin)
+    later = time.time() + 5
+    for stamp in (clone / ".venv" / ".installed", clone / "data" / ".verified"):
+        stamp.touch()
+        os.utime(stamp, (later, later))
+
+
+def test_lint_also_checks_files_not_yet_added_to_git(tmp_path):
+    """`pre-commit run --all-files` skips untracked files; `make lint` checks them too, so a new
+    project folder is linted before `git add` (and ignored files are still left alone)."""
+    import sys
+    from pathlib import Path
+
+    venv_bin = Path(sys.executable).parent
+    if not (venv_bin / "pre-commit").exists() or shutil.which("git") is None:
+        pytest.skip("pre-commit or git is not installed")
+    clone = tmp_path / "repo"
+    clone.mkdir()
+    shutil.copy(ROOT / "Makefile", clone / "Makefile")
+    (clone / ".pre-commit-config.yaml").write_text(
+        "repos:\n  - repo: local\n    hooks:\n"
+        "      - {id: no-bad, name: no .bad files, entry: .bad files are refused,"
+        " language: fail, files: '\\.bad$'}\n"
+    )
+    (clone / ".gitignore").write_text("runs/\n.venv/\ndata/\n")
+    _stub_setup(clone, venv_bin)
+
+    def run(*args):
+        return subprocess.run(
+            args, cwd=clone, capture_output=True, text=True, timeout=120, env=os.environ.copy()
+        )
+
+    git = ("git", "-c", "user.name=t", "-c", "user.email=t@example.org")
+    run("git", "init", "-q")
+    run(*git, "add", "-A")
+    assert run(*git, "commit", "-q", "-m", "base").returncode == 0
+    (clone / "runs").mkdir()
+    (clone / "runs" / "ignored.bad").touch()  # ignored by git: not linted
+    assert run("make", "--no-print-directory", "lint").returncode == 0
+
+    new = clone / "projects" / "newproj" / "notes.bad"
+    new.parent.mkdir(parents=True)
+    new.touch()
+    result = run("make", "--no-print-directory", "lint")
+    assert result.returncode != 0
+    assert "projects/newproj/notes.bad" in result.stdout and "ignored.bad" not in result.stdout
+    run(*git, "add", "-A")  # once added, --all-files sees it too
+    assert run("make", "--no-print-directory", "lint").returncode != 0

@@ -77,16 +77,24 @@ def test_notebooks_workflow_triggers_and_jobs():
     assert "fromJSON(needs.changes.outputs.projects)" in nb["strategy"]["matrix"]["project"]
 
 
-def test_site_workflow_deploys_pages_from_main_only():
+def test_site_workflow_checks_pull_requests_and_deploys_from_main_only():
     workflow = load_yaml(WORKFLOWS / "site.yml")
     on = triggers(workflow)
-    assert "pull_request" not in on and on["push"]["branches"] == ["main"]
-    build = workflow["jobs"]["build"]
-    assert any(s.get("run") == "make demo" for s in build["steps"])
-    assert any(
-        s.get("uses", "").startswith("actions/upload-pages-artifact@") for s in build["steps"]
+    assert "pull_request" in on and on["push"]["branches"] == ["main"]
+    build, deploy = workflow["jobs"]["build"], workflow["jobs"]["deploy"]
+    # built from the committed notebooks, not by running them (`make demo` is for people)
+    assert any(s.get("run") == "make site" for s in build["steps"])
+    assert not any("make demo" in s.get("run", "") for s in build["steps"])
+    upload = next(
+        s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-pages-artifact@")
     )
-    assert "permissions" not in build
+    main_only = "github.event_name != 'pull_request' && github.ref == 'refs/heads/main'"
+    assert upload["if"] == main_only and deploy["if"] == main_only
+    assert "permissions" not in build  # contents: read, from the top level
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert deploy["needs"] == "build"
+    assert deploy["concurrency"] == {"group": "pages", "cancel-in-progress": False}
+    assert any(s.get("uses", "").startswith("actions/deploy-pages@") for s in deploy["steps"])
 
 
 def test_lint_and_tests_workflows_run_the_make_targets():
