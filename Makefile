@@ -12,6 +12,18 @@ IDX := train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t1
 DATA_FILES := $(addprefix data/MNIST/raw/,$(IDX)) $(addprefix data/FashionMNIST/raw/,$(IDX))
 # Checksums verified once and remembered; a data file changed since (or missing) re-checks.
 DATA_OK := data/.verified
+# TORCH=cpu: torch and torchvision from PyTorch's CPU-only wheel index, as the GitHub workflows
+# install them (no CUDA libraries; that index must be reachable). The default takes everything
+# from the Python package index, which on Linux means the CUDA build (it runs on CPU too).
+TORCH ?= default
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+ifeq ($(TORCH),cpu)
+PIP_INDEX := --extra-index-url $(TORCH_CPU_INDEX)
+else ifeq ($(TORCH),default)
+PIP_INDEX :=
+else
+$(error TORCH=$(TORCH): use TORCH=cpu (CPU-only wheels from $(TORCH_CPU_INDEX)) or leave TORCH unset)
+endif
 export PYTHONHASHSEED := 0
 # Keep BLAS/torch to the machine's cores without oversubscription in CI.
 export OMP_NUM_THREADS ?= 2
@@ -35,6 +47,7 @@ help:
 	@echo "make demo   - run all project notebooks (real settings) and build the site in build/site"
 	@echo "make test   - what CI runs: lint, unit tests, notebooks in smoke mode (DGM_SMOKE=1)"
 	@echo "make setup  - create .venv with the pinned requirements and prepare the offline data"
+	@echo "              (TORCH=cpu: CPU-only torch wheels from PyTorch's index, no CUDA libraries)"
 	@echo "make site   - the course site from the committed notebooks: build/site/index.html"
 	@echo "make lint | unit | notebooks | bench | status | check | clean"
 	@echo "P=<slug> (unit, notebooks, test, check): one project only, e.g. make test P=vae"
@@ -42,7 +55,7 @@ help:
 $(STAMP): $(REQS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet $(PIP_INDEX) -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
@@ -55,6 +68,11 @@ $(DATA_OK): $(DATA_FILES)
 	@touch $@
 
 setup: $(STAMP) $(DATA_OK)
+ifeq ($(TORCH),cpu)
+	@$(BIN)/python -c "import sys, torch; sys.exit(torch.version.cuda is not None)" || { \
+	  echo "make setup TORCH=cpu: .venv holds the CUDA build of torch; rm -rf .venv, then run it again"; \
+	  exit 1; }
+endif
 
 data: $(STAMP)
 	$(BIN)/python -m shared_utils.data prepare

@@ -33,20 +33,32 @@ import jsonschema
 
 from course.pickles import scan_file, tracked_files
 from course.projects import (
-    CRITERIA,
-    REVIEW_SECTIONS,
-    SEVERITIES,
     TOPIC_WEEKS,
-    VERDICTS,
     CourseError,
     Project,
+    assigned_reviewers,
     is_slug,
+    issue_repository,
     load_assignments,
     load_projects,
-    parse_review,
+    load_toml,
     people_of,
     rel,
     schema_errors,
+)
+from course.reviews import (
+    CRITERIA,
+    FIELD_KEYS,
+    FIELDS,
+    ISSUE_URL,
+    REVIEW_SECTIONS,
+    SCORE_MAX,
+    SCORE_MIN,
+    SEVERITIES,
+    VERDICTS,
+    commits_named,
+    is_placeholder,
+    parse_review,
 )
 from shared_utils.checkpoints import CheckpointError, read_sidecar
 from shared_utils.fileio import sha256_file
@@ -383,78 +395,206 @@ def check_notebook(report: Report, project: Project) -> None:
 
 
 def check_review(report: Report, project: Project) -> None:
-    """REVIEW.md format and, for v2, a Response on every finding."""
+    """REVIEW.md in the strict format of course.reviews; a submitted review filled in completely
+    and signed by an assigned reviewer; in v2, a valid Response to every finding."""
     path = project.path / "REVIEW.md"
     if not path.is_file():
         return
     review = parse_review(path.read_text(encoding="utf-8", errors="replace"))
+    where = rel(path, report.root)
+
+    def error(line: int, what: str, fix: str) -> None:
+        report.error(f"{where}:{line}" if line else where, what, fix)
+
+    for problem in review.problems:
+        error(problem.line, problem.what, problem.fix)
     version = (project.meta or {}).get("version")
-    if not review.title or not review.title.lower().startswith("review"):
-        report.error(
-            path, "first heading is not '# Review: <title>'", "start from templates/REVIEW.md"
-        )
+    if not review.title or not review.title.startswith("Review:"):
+        error(1, "first heading is not '# Review: <title>'", "start from templates/REVIEW.md")
     if review.status not in ("pending", "submitted"):
-        report.error(
-            path,
+        error(
+            0,
             f"Status is {review.status!r}",
             "write 'Status: pending' or 'Status: submitted' under the title",
         )
-    names = [s.split()[0] if s.split() else s for s in review.sections]
-    pos = -1
-    for section in REVIEW_SECTIONS:
-        idx = next((i for i in range(pos + 1, len(names)) if names[i] == section), None)
-        if idx is None:
-            report.error(
-                path,
-                f"section '## {section}' missing or out of order",
-                "keep the sections of templates/REVIEW.md: " + ", ".join(REVIEW_SECTIONS),
-            )
-        else:
-            pos = idx
+    missing = [s for s in REVIEW_SECTIONS if s not in review.sections]
+    known = list(dict.fromkeys(s for s in review.sections if s in REVIEW_SECTIONS))
+    first = (
+        missing[0]
+        if missing
+        else next((s for s, k in zip(REVIEW_SECTIONS, known, strict=True) if s != k), None)
+    )
+    if first:
+        error(
+            0,
+            f"section '## {first}' missing or out of order",
+            "keep the sections of templates/REVIEW.md: " + ", ".join(REVIEW_SECTIONS),
+        )
     if version == "v2" and review.status != "submitted":
-        report.error(
-            path,
+        error(
+            0,
             "a v2 project needs a submitted review",
             "the reviewer sets 'Status: submitted' with the v1 review",
         )
     if review.status == "submitted":
-        proj = review.header.get("project", "").strip()
-        if proj != project.slug:
-            report.error(path, f"Project: {proj!r} is not {project.slug!r}", "fix the header line")
-        reviewer = review.header.get("reviewer", "").strip()
-        if not reviewer or "<" in reviewer:
-            report.error(path, "no Reviewer: name in the header", "the reviewer signs the review")
-        rated = {k.lower(): v for k, v in review.criteria.items()}
-        for criterion in CRITERIA:
-            value = rated.get(criterion.lower())
-            if value is None or not re.match(r"^\s*[1-5]\b", value):
-                report.error(
-                    path,
-                    f"criterion '{criterion}' has no rating 1-5",
-                    "fill the Criteria table",
-                )
-        for finding in review.findings:
-            severity = finding.fields.get("severity", "").strip().lower()
-            if severity not in SEVERITIES:
-                report.error(
-                    path,
-                    f"{finding.ident}: Severity {severity or '(none)'!r}",
-                    "use major, minor or nit",
-                )
-        if review.verdict not in VERDICTS:
-            report.error(
-                path,
-                f"verdict {review.verdict!r}",
-                "write one of: accept, minor revision, major revision",
+        _check_submitted(report, project, review, error)
+    _check_responses(report, review, version, error)
+
+
+def _check_submitted(report: Report, project: Project, review: Any, error: Any) -> None:
+    """Everything a submitted review must have: header, summary, scores, findings, verdict."""
+    slug = project.slug
+    if review.header.get("project", "").strip() != slug:
+        error(2, f"Project: {review.header.get('project', '')!r} is not {slug!r}", "fix the header")
+    if review.version not in ("v1", "v2"):
+        error(2, f"Version reviewed {review.version!r}", "write v1 or v2")
+    if review.date is None:
+        error(2, f"Date {review.header.get('date', '')!r} is not YYYY-MM-DD", "date the review")
+    reviewer = review.reviewer
+    assigned = assigned_reviewers(report.root).get(slug, [])
+    if not reviewer or is_placeholder(reviewer):
+        error(2, "no Reviewer: name in the header", "the reviewer signs the review")
+    elif reviewer not in assigned:
+        error(
+            2,
+            f"Reviewer {reviewer!r} is not assigned to {slug} in reviews/assignments.toml "
+            f"(assigned: {', '.join(assigned) or 'nobody'})",
+            "sign with your name exactly as in reviews/assignments.toml, or ask the instructor "
+            "to assign you",
+        )
+    if not review.summary.strip() or is_placeholder(review.summary):
+        error(0, "the Summary is empty", "write three to six sentences (templates/REVIEW.md)")
+    for criterion in CRITERIA:
+        score, comment = review.criteria.get(criterion, ("", ""))
+        line = review.criteria_lines.get(criterion, 0)
+        if review.scores()[criterion] is None:
+            error(
+                line,
+                f"criterion '{criterion}' has no rating {SCORE_MIN}-{SCORE_MAX}",
+                "fill the Criteria table (rubric in reviews/README.md)",
             )
-    if version == "v2":
-        for finding in review.findings:
-            if finding.state == "open":
-                report.error(
-                    path,
-                    f"{finding.ident} ({finding.title}) has no Response",
-                    "write 'Response (v2): addressed in <commit/PR>' or 'declined: <reason>'",
+        elif not comment.strip() or is_placeholder(comment):
+            error(
+                line,
+                f"criterion '{criterion}' has no comment",
+                "say why, naming the findings behind the rating",
+            )
+    if not review.findings and not review.no_findings:
+        error(0, "no findings and no 'No findings.'", "list the findings or write 'No findings.'")
+    repository = issue_repository(report.root)
+    seen: dict[str, str] = {}
+    for finding in review.findings:
+        _check_finding(finding, repository, seen, error)
+    repos = {"/".join(ISSUE_URL.fullmatch(u).group(1, 2)).lower() for u in seen}
+    if len(repos) > 1:
+        error(
+            0,
+            f"the findings link issues of {len(repos)} repositories ({', '.join(sorted(repos))})",
+            "file every finding in the course repository's issues",
+        )
+    if review.verdict not in VERDICTS:
+        error(0, f"verdict {review.verdict!r}", "write one of: " + ", ".join(VERDICTS))
+
+
+def _check_finding(finding: Any, repository: str | None, seen: dict[str, str], error: Any) -> None:
+    """One finding of a submitted review: every field, in order, filled in; its own issue."""
+    ident = finding.ident
+    if is_placeholder(finding.title):
+        error(finding.line, f"{ident} is still the template's placeholder", "fill it in or delete")
+        return
+    missing = [label for label in FIELDS if label.lower() not in finding.fields]
+    if missing:
+        error(
+            finding.line,
+            f"{ident}: no {', '.join(missing)} field",
+            "give every finding the fields " + ", ".join(FIELDS),
+        )
+    present = [key for key in (label.lower() for label in FIELDS) if key in finding.fields]
+    if finding.order != present:
+        error(finding.line, f"{ident}: fields out of order", "order them " + ", ".join(FIELDS))
+    lines = finding.field_lines
+    if "issue" in finding.fields:
+        url = finding.issue
+        if url is None:
+            error(
+                lines["issue"],
+                f"{ident}: Issue {finding.fields['issue']!r} is not a link to one GitHub issue",
+                "file the finding with the Review finding issue form and give its URL, "
+                "https://github.com/<owner>/<repo>/issues/<n>",
+            )
+        else:
+            owner_repo = "/".join(ISSUE_URL.fullmatch(url).group(1, 2))
+            if repository and owner_repo.lower() != repository.lower():
+                error(
+                    lines["issue"],
+                    f"{ident}: Issue links {owner_repo}, not the course repository {repository}",
+                    "file the finding in the course repository's issues",
                 )
+            if url in seen:
+                error(
+                    lines["issue"],
+                    f"{ident}: Issue {url} is also {seen[url]}'s",
+                    "file one issue per finding",
+                )
+            seen.setdefault(url, ident)
+    if "severity" in finding.fields and finding.severity not in SEVERITIES:
+        error(
+            lines["severity"],
+            f"{ident}: Severity {finding.fields['severity']!r}",
+            "use major, minor or nit",
+        )
+    for key in ("where", "found", "expected"):
+        if key in finding.fields and is_placeholder(finding.fields[key]):
+            error(lines[key], f"{ident}: {FIELD_KEYS[key]} is not filled in", "describe it")
+
+
+def _check_responses(report: Report, review: Any, version: Any, error: Any) -> None:
+    """Responses: a valid one wherever one is written; one on every finding in v2."""
+    for finding in review.findings:
+        line = finding.field_lines.get("response (v2)", finding.line)
+        state = finding.state
+        if state == "invalid":
+            error(
+                line,
+                f"{finding.ident}: Response {finding.response!r} does not parse",
+                "write 'addressed in <commit, #PR or PR URL>' or 'declined: <reason in a few "
+                "words>'",
+            )
+        elif state == "open" and version == "v2" and not is_placeholder(finding.title):
+            error(
+                line,
+                f"{finding.ident} ({finding.title}) has no Response",
+                "write 'Response (v2): addressed in <commit/PR>' or 'declined: <reason>'",
+            )
+        elif state == "addressed":
+            for sha in commits_named(finding.response):
+                if git_lacks_commit(report.root, sha):
+                    error(
+                        line,
+                        f"{finding.ident}: commit {sha} is not in this repository's history",
+                        "name a commit of the branch (git log --oneline), or the pull request",
+                    )
+
+
+def git_lacks_commit(root: Path, sha: str) -> bool:
+    """True only when ``root`` is a full (not shallow) git clone that has no commit ``sha``; a
+    shallow clone (CI's checkout) or a folder outside git cannot tell, and says False."""
+    import subprocess
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30
+        )
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root.resolve():
+            return False
+        if git("rev-parse", "--is-shallow-repository").stdout.strip() != "false":
+            return False
+        return git("cat-file", "-e", f"{sha}^{{commit}}").returncode != 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def _safetensors_problem(path: Path) -> str | None:
@@ -725,6 +865,15 @@ def check_assignments(report: Report) -> None:
     except CourseError as err:
         report.error(path, str(err).split(": ", 1)[-1], "fix the TOML syntax")
         return
+    repository = load_toml(path).get("repository")
+    if repository is not None and not (
+        isinstance(repository, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", repository)
+    ):
+        report.error(
+            path,
+            f"repository {repository!r} is not 'owner/name'",
+            'write the GitHub repository whose issues hold the findings, e.g. "course/dgm"',
+        )
     projects = {p.name: p for p in (report.root / "projects").iterdir() if p.is_dir()}
     for r, rnd in enumerate(rounds):
         if not isinstance(rnd, dict):

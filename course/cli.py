@@ -10,10 +10,18 @@ message and exit status 1; argparse usage errors exit with 2.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 
 from course.projects import CourseError, resolve_root
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: write YYYY-MM-DD") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Verify projects against CONVENTIONS.md; one line per failure: "
         "`path: what is wrong -> how to fix`. Exit 0 only when nothing failed.",
         epilog="Notebook outputs are required once a project is v2 or ships a checkpoint. "
-        "TODO/TBD/FIXME markers are warnings in v1 and errors in v2. With no slug, the "
+        "TODO/TBD/FIXME markers are warnings in v1 and errors in v2. REVIEW.md must fit the "
+        "format of reviews/README.md: text under Findings that does not parse, a submitted "
+        "review signed by a reviewer not assigned in reviews/assignments.toml, a finding "
+        "without its issue link and, in v2, a finding without a valid response are errors. "
+        "With no slug, the "
         "repo-wide rules run too: shared_utils origins, reviews/assignments.toml and "
         "pickles outside projects/.",
     )
@@ -74,8 +86,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds allowed per notebook (default: 1800)",
     )
 
-    p = sub.add_parser("status", parents=[common], help="one row per project")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p = sub.add_parser(
+        "status",
+        parents=[common],
+        help="one row per project; the review index",
+        description="One row per project: version, course check, people, review due date (and "
+        "whether it is overdue), review state, findings by response, the reviewer's ratings, "
+        "when the notebook last ran, the headline number. --format markdown prints the review "
+        "index (one row per review assignment); --write-index writes it to reviews/index.md, "
+        "which git ignores: it is generated, never committed.",
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "json", "markdown"),
+        default="table",
+        help="table (default), json (every field), markdown (the review index)",
+    )
+    p.add_argument(
+        "--today",
+        type=_date,
+        metavar="YYYY-MM-DD",
+        help="the date that due dates are compared with (default: today)",
+    )
+    p.add_argument(
+        "--write-index",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="write the review index to PATH (default: reviews/index.md) instead of printing",
+    )
 
     p = sub.add_parser(
         "site",
@@ -132,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             from course import status
 
-            return status.main(root, args.format)
+            return status.main(root, args.format, args.today, args.write_index)
         if args.command == "site":
             from course import site
 

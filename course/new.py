@@ -80,17 +80,18 @@ Status: pending
 | Clear code and notebook | | |
 
 ## Findings
-<!-- One block per finding:
+<!-- One block per finding (the format is in reviews/README.md), or the line "No findings." -->
+
 ### F1: <short title>
+- Issue: <URL of the finding's issue>
 - Severity: major | minor | nit
 - Where: <file / notebook cell>
-- Found: ...
-- Expected: ...
+- Found: <what you observed>
+- Expected: <what should happen>
 - Response (v2): addressed in <commit/PR> | declined: <reason>
--->
 
 ## Verdict
-<!-- accept | minor revision | major revision -->
+accept | minor revision | major revision
 """
 
 

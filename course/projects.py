@@ -8,13 +8,23 @@ Every `course` subcommand sees the repository through this module, so that `chec
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from course.reviews import (  # noqa: F401 - the review format, re-exported
+    CRITERIA,
+    REVIEW_SECTIONS,
+    SEVERITIES,
+    VERDICTS,
+    Review,
+    parse_review,
+)
 
 TOPIC_WEEKS: dict[str, tuple[int, ...]] = {
     "autoregressive": (3,),
@@ -35,17 +45,6 @@ WINDOWS_RESERVED = frozenset(
 def is_slug(name: str) -> bool:
     """A project folder name: 2-32 of a-z, 0-9, _ starting with a letter, not a Windows device."""
     return bool(SLUG_RE.fullmatch(name or "")) and name not in WINDOWS_RESERVED
-
-
-REVIEW_SECTIONS = ("Summary", "Criteria", "Findings", "Verdict")
-CRITERIA = (
-    "Faithful to the paper",
-    "Reproducible on the reviewer's machine",
-    "Results comparable to the paper's",
-    "Clear code and notebook",
-)
-VERDICTS = ("accept", "minor revision", "major revision")
-SEVERITIES = ("major", "minor", "nit")
 
 
 class CourseError(RuntimeError):
@@ -91,108 +90,6 @@ def rel(path: Path, root: Path) -> str:
         return str((path.parent.resolve() / path.name).relative_to(root.resolve()))
     except ValueError:
         return str(path)
-
-
-@dataclass
-class Finding:
-    """One ``### Fn: title`` block of a REVIEW.md."""
-
-    ident: str
-    title: str
-    fields: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def response(self) -> str:
-        return self.fields.get("response", "").strip()
-
-    @property
-    def state(self) -> str:
-        """``addressed``, ``declined`` or ``open`` from the developer's Response line."""
-        return response_state(self.response)
-
-
-def response_state(response: str) -> str:
-    """Classify a Response: "addressed ..." or "declined: <reason>"; template text counts as open."""
-    text = response.strip()
-    if not text or "<" in text and ">" in text or " | " in text:
-        return "open"
-    if re.match(r"(?i)^addressed\b", text):
-        return "addressed"
-    match = re.match(r"(?i)^declined:\s*(\S.*)$", text)
-    if match and len(match.group(1).strip()) >= 3:
-        return "declined"
-    return "open"
-
-
-@dataclass
-class Review:
-    """A parsed REVIEW.md: header fields, sections in order, findings and verdict."""
-
-    title: str | None = None
-    header: dict[str, str] = field(default_factory=dict)
-    status: str | None = None
-    sections: list[str] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-    criteria: dict[str, str] = field(default_factory=dict)
-    verdict: str | None = None
-
-    def counts(self) -> dict[str, int]:
-        """Findings by state: open, addressed, declined."""
-        out = {"open": 0, "addressed": 0, "declined": 0}
-        for finding in self.findings:
-            out[finding.state] += 1
-        return out
-
-
-def _field_key(label: str) -> str:
-    return re.sub(r"\s*\(.*?\)\s*", "", label).strip().lower()
-
-
-def parse_review(text: str) -> Review:
-    """Parse the REVIEW.md format of CONVENTIONS.md; tolerant of bold labels and spacing."""
-    review = Review()
-    section: str | None = None
-    finding: Finding | None = None
-    verdict_lines: list[str] = []
-    text = re.sub(r"<!--.*?-->", "", text, flags=re.DOTALL)
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("# ") and review.title is None:
-            review.title = line[2:].strip()
-            continue
-        if line.startswith("## "):
-            section = line[3:].strip()
-            review.sections.append(section)
-            finding = None
-            continue
-        if section is None:
-            for part in re.split(r"\s+·\s+|\s+\|\s+", line):
-                key, sep, value = part.partition(":")
-                if sep and key.strip():
-                    review.header[key.strip().strip("*").lower()] = value.strip().strip("*")
-            continue
-        name = section.lower()
-        if name == "findings":
-            head = re.match(r"^###\s+(F\d+)\s*[:.\-]?\s*(.*)$", line)
-            if head:
-                finding = Finding(head.group(1), head.group(2).strip())
-                if not finding.title.startswith("<"):  # the template's placeholder block
-                    review.findings.append(finding)
-                continue
-            item = re.match(r"^[-*]\s*\**([A-Za-z][^:*]*?)\**\s*:\s*\**\s*(.*)$", line)
-            if item and finding is not None:
-                finding.fields[_field_key(item.group(1))] = item.group(2).strip()
-        elif name == "criteria":
-            cells = [c.strip() for c in line.strip("|").split("|")] if line.startswith("|") else []
-            if len(cells) >= 2 and not set(cells[0]) <= set("-: ") and cells[0] != "criterion":
-                review.criteria[cells[0]] = cells[1]
-        elif name == "verdict" and line:
-            verdict_lines.append(line)
-    status = review.header.get("status")
-    review.status = status.split()[0].lower() if status and status.split() else None
-    if verdict_lines:
-        review.verdict = verdict_lines[0].strip("* ").lower()
-    return review
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -292,20 +189,77 @@ def load_assignments(root: Path) -> list[dict[str, Any]]:
     return rounds if isinstance(rounds, list) else []
 
 
+@dataclass(frozen=True)
+class Assignment:
+    """One ``[[round.assignment]]``: who reviews which project, in which round, by when."""
+
+    round: str
+    due: dt.date | None
+    reviewer: str
+    project: str
+
+    @property
+    def version(self) -> str | None:
+        """The version this round reviews, from its name ("v1-review" -> "v1"), if it says."""
+        m = re.match(r"(v\d+)\b", self.round)
+        return m.group(1) if m else None
+
+
+def _as_date(value: Any) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def assignments(root: Path) -> list[Assignment]:
+    """Every well-formed assignment of reviews/assignments.toml, in file order ([] when the file
+    is absent or unreadable: `course check` reports those)."""
+    try:
+        rounds = load_assignments(root)
+    except (CourseError, OSError, UnicodeDecodeError):
+        return []
+    out = []
+    for number, rnd in enumerate(rounds, 1):
+        if not isinstance(rnd, dict):
+            continue
+        name = str(rnd.get("name") or f"round {number}")
+        due = _as_date(rnd.get("due"))
+        for item in rnd.get("assignment", []) or []:
+            if isinstance(item, dict) and item.get("project") and item.get("reviewer"):
+                out.append(Assignment(name, due, str(item["reviewer"]), str(item["project"])))
+    return out
+
+
 def assigned_reviewers(root: Path) -> dict[str, list[str]]:
     """slug -> reviewers named in reviews/assignments.toml (all rounds, first-seen order)."""
     out: dict[str, list[str]] = {}
-    try:
-        rounds = load_assignments(root)
-    except CourseError:
-        return out
-    for rnd in rounds:
-        for item in rnd.get("assignment", []) if isinstance(rnd, dict) else []:
-            if isinstance(item, dict) and item.get("project") and item.get("reviewer"):
-                names = out.setdefault(str(item["project"]), [])
-                if str(item["reviewer"]) not in names:
-                    names.append(str(item["reviewer"]))
+    for item in assignments(root):
+        names = out.setdefault(item.project, [])
+        if item.reviewer not in names:
+            names.append(item.reviewer)
     return out
+
+
+def issue_repository(root: Path) -> str | None:
+    """The ``owner/name`` whose issues the review findings must link: ``repository`` in
+    reviews/assignments.toml, else GitHub Actions' ``GITHUB_REPOSITORY``; None when neither is
+    set (then any GitHub repository is accepted, as long as one review links only one)."""
+    import os
+
+    path = root / "reviews" / "assignments.toml"
+    try:
+        value = load_toml(path).get("repository") if path.is_file() else None
+    except (CourseError, OSError, UnicodeDecodeError):
+        value = None
+    value = value if isinstance(value, str) and value.strip() else None
+    return value or os.environ.get("GITHUB_REPOSITORY") or None
 
 
 def people_of(meta: dict[str, Any], role: str) -> list[str]:

@@ -7,7 +7,8 @@ The site is built from what is committed (notebooks with their stored outputs, n
 a page per project (its README with a generated header: papers, people, links to its notebook,
 source folder, review and checkpoint files, its results; its notebook as a child page), a results
 table across all projects, a page per course topic (its projects and its topic summary from
-topics/<topic>/README.md when there is one), and the contributor and reviewer guides.
+topics/<topic>/README.md when there is one), the contributor and reviewer guides, and the review
+index of the day the site is built (`course status --format markdown`; never committed).
 
 Sphinx reads a staging folder, build/site-src, that mirrors the repository's layout: copies of the
 pages and the files they show (weights excepted), so every relative link in a README or a guide
@@ -19,7 +20,7 @@ build, so a pull request cannot break the site unnoticed.
 from __future__ import annotations
 
 import base64
-import hashlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -40,6 +41,8 @@ from course.projects import (
 from course.site_conf import COURSE_CSS
 from course.site_ext import TOPIC_TITLES
 from course.sitecheck import check_links
+from course.status import review_index
+from shared_utils.fileio import sha256_file
 
 MATHJAX_VERSION = "3.2.2"
 MATHJAX_SHA256 = "1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09"
@@ -74,14 +77,6 @@ def cache_dir() -> Path:
     """Where downloaded build inputs are kept between builds (``$XDG_CACHE_HOME/dgm-course``)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "dgm-course"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fetch_mathjax(tarball: Path) -> None:
@@ -121,7 +116,7 @@ def mathjax(cache: Path | None = None) -> Path:
     tarball = cache / f"mathjax-{MATHJAX_VERSION}.tgz"
     if not tarball.is_file():
         _fetch_mathjax(tarball)
-    actual = _sha256(tarball)
+    actual = sha256_file(tarball)
     if actual != MATHJAX_SHA256:
         tarball.unlink()
         raise CourseError(
@@ -277,6 +272,12 @@ class Staging:
             self.folder_pages[(self.root / "reviews").resolve().as_posix()] = "reviews/README"
         return names
 
+    def reviews(self, today: dt.date) -> str:
+        """The review index, as `course status --format markdown` prints it on this day."""
+        _write(self.src / "reviews" / "index.md", review_index(self.root, today))
+        self.pages.append("reviews/index.md")
+        return "reviews/index"
+
     def conf(self, mathjax_root: Path, repo_url: str, ref: str, out: Path) -> None:
         """conf.py: the course's settings and this build's values."""
         static = self.src / "_static"
@@ -309,7 +310,7 @@ def stage(
     projects = [p for p in projects if staging.project(p)]
     for topic in TOPIC_TITLES:
         staging.topic(topic, projects)
-    guides = staging.guides()
+    guides = staging.guides() + [staging.reviews(dt.date.today())]
     index = "# Deep Generative Models: course projects\n\n" + INDEX_INTRO
     index += "\n```{course-projects}\n```\n\n"
     index += _toctree([f"topics/{t}" for t in TOPIC_TITLES], caption="Topics")

@@ -1,4 +1,4 @@
-"""List the projects a pull request touches, for the notebooks workflow's job matrix.
+"""List the projects a pull request touches, for the notebooks workflow.
 
 A project is touched when a file under `projects/<slug>/` changed and `projects/<slug>/project.toml`
 still exists (a deleted project has nothing to run). A change to shared code that every notebook
@@ -10,7 +10,8 @@ Usage:
     python .github/scripts/changed_projects.py --base <sha> [--head HEAD]
     git diff --name-only A B | python .github/scripts/changed_projects.py --paths-from -
 Prints the slugs, space separated; with --github-output also writes `projects` (JSON list),
-`slugs` (space separated) and `count` to the file named by $GITHUB_OUTPUT.
+`slugs` (space separated), `count` and `notebooks` (their notebooks, space separated, for one
+pytest run) to the file named by $GITHUB_OUTPUT.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ SLUG = re.compile(r"[a-z][a-z0-9_]{1,31}")  # fullmatch: "$" would let a trailin
 WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {
     f"{p}{i}" for p in ("com", "lpt") for i in range(1, 10)
 }
+NOTEBOOK = re.compile(r"[A-Za-z0-9_.-]+\.ipynb")
 # Paths whose change can break any notebook: run them all.
 SHARED = re.compile(
     r"^(shared_utils/|course/|conftest\.py$|pyproject\.toml$|requirements[^/]*\.txt$|Makefile$"
@@ -43,6 +45,23 @@ def all_projects(root: Path = ROOT) -> list[str]:
         for p in (root / "projects").glob("*/project.toml")
         if SLUG.fullmatch(p.parent.name) and p.parent.name not in WINDOWS_RESERVED
     )
+
+
+def notebooks_of(slugs: Iterable[str], root: Path = ROOT) -> list[str]:
+    """The notebooks of these projects (`projects/<slug>/*.ipynb`, repo-relative), for one pytest
+    run over all of them. Names that a shell would split or expand are left out with a warning
+    (`course check` requires the notebook to be `<slug>.ipynb`)."""
+    out = []
+    for slug in slugs:
+        for path in sorted((root / "projects" / slug).glob("*.ipynb")):
+            if NOTEBOOK.fullmatch(path.name):
+                out.append(f"projects/{slug}/{path.name}")
+            else:
+                print(
+                    f"changed_projects: skipped {path.name!r}: rename it {slug}.ipynb",
+                    file=sys.stderr,
+                )
+    return out
 
 
 def projects_from_paths(paths: Iterable[str], existing: Iterable[str]) -> list[str]:
@@ -99,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             out.write(f"projects={json.dumps(slugs)}\n")
             out.write(f"slugs={' '.join(slugs)}\n")
             out.write(f"count={len(slugs)}\n")
+            out.write(f"notebooks={' '.join(notebooks_of(slugs))}\n")
     return 0
 
 

@@ -20,6 +20,13 @@ FIXTURE_REPO = Path(__file__).parent / "fixtures" / "repo"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _not_in_github_actions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same results locally and in CI: GitHub Actions' repository name would otherwise be
+    the course repository that review findings must link (and the site's link target)."""
+    monkeypatch.delenv("GITHUB_REPOSITORY", raising=False)
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A fresh copy of the fixture repository: projects alpha (v2) and beta (v1)."""

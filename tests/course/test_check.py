@@ -204,7 +204,7 @@ CASES = {
     "vendored file without licence": "vendored file without a LICENSE/LICENCE file",
     "vendored file without source header": "tinyutil.py: vendored file does not name its source",
     "v2 review with an unanswered finding": "F1 (Wrong sign in eq. 2) has no Response",
-    "v2 review declined without reason": "F2 (Budget too small) has no Response",
+    "v2 review declined without reason": "F2: Response 'declined:' does not parse",
     "v2 review still pending": "a v2 project needs a submitted review",
     "review section missing": "section '## Verdict' missing or out of order",
     "submitted review without ratings": "criterion 'Faithful to the paper' has no rating 1-5",

@@ -59,6 +59,18 @@ def test_github_output(tmp_path):
     expected = ["vae"] if (ROOT / "projects" / "vae" / "project.toml").exists() else []
     assert json.loads(lines["projects"]) == expected
     assert lines["count"] == str(len(expected))
+    assert lines["notebooks"] == " ".join(f"projects/{s}/{s}.ipynb" for s in expected)
+
+
+def test_notebooks_of_the_selected_projects_for_one_pytest_run(cp, tmp_path, capsys):
+    for slug, names in (("good", ["good.ipynb", "extra.ipynb"]), ("odd", ["my notebook.ipynb"])):
+        folder = tmp_path / "projects" / slug
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).write_text("{}")
+    notebooks = cp.notebooks_of(["good", "odd"], tmp_path)
+    assert notebooks == ["projects/good/extra.ipynb", "projects/good/good.ipynb"]
+    assert "skipped 'my notebook.ipynb': rename it odd.ipynb" in capsys.readouterr().err
 
 
 def test_only_valid_slugs_count_as_projects(cp, tmp_path):

@@ -7,7 +7,10 @@ pin satisfies, so that both ways of installing give a working checkout.
 
 from __future__ import annotations
 
+import ast
+import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -51,3 +54,61 @@ def test_the_notebook_front_end_and_the_course_tool_are_runtime_dependencies():
     # README's first use is `jupyter lab`; `course check` imports jsonschema
     runtime = pins(ROOT / "requirements.txt")
     assert {"jupyterlab", "jsonschema"} <= set(runtime)
+
+
+# The repository's own packages.
+FIRST_PARTY = {"shared_utils", "course"}
+
+
+def _imports(package: Path) -> dict[str, set[str]]:
+    """Top-level module -> the files of ``package`` that import it (absolute imports only)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        if "vendor" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in FIRST_PARTY:
+                    found.setdefault(top, set()).add(path.relative_to(package.parent).as_posix())
+    return found
+
+
+def test_the_declared_dependencies_cover_every_import_of_the_packages():
+    """`pip install -e ".[dev]"` in a fresh venv must give shared_utils and course everything they
+    import, declared directly: a module that arrives only as another package's dependency can
+    disappear with that package's next release."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared_names = set(declared(project["dependencies"]))
+    declared_names |= set(declared(project["optional-dependencies"]["dev"]))
+    providers = metadata.packages_distributions()
+    missing = []
+    for module, files in sorted(
+        {**_imports(ROOT / "shared_utils"), **_imports(ROOT / "course")}.items()
+    ):
+        dists = {canonicalize_name(d) for d in providers.get(module, [])}
+        if not dists:
+            missing.append(f"{module} (imported by {sorted(files)[0]}) is not installed")
+        elif not dists & declared_names:
+            missing.append(
+                f"{module} (imported by {sorted(files)[0]}) comes from {sorted(dists)}, "
+                "which pyproject.toml does not declare"
+            )
+    assert not missing, "\n".join(missing)
+
+
+def test_the_import_scan_sees_what_a_module_imports(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "m.py").write_text(
+        "import os\nimport yaml.loader\nfrom markdown_it import MarkdownIt\nfrom . import x\n"
+        "from course.projects import rel\n"
+    )
+    found = _imports(package)
+    assert set(found) == {"yaml", "markdown_it"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -139,3 +140,46 @@ def test_lint_also_checks_files_not_yet_added_to_git(tmp_path):
     assert "projects/newproj/notes.bad" in result.stdout and "ignored.bad" not in result.stdout
     run(*git, "add", "-A")  # once added, --all-files sees it too
     assert run("make", "--no-print-directory", "lint").returncode != 0
+
+
+def _setup_dry_run(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """`make -n setup ARGS` in a checkout without a venv: the commands a first set-up runs."""
+    clone = tmp_path / "repo"
+    (clone / "projects").mkdir(parents=True)
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "pyproject.toml"):
+        shutil.copy(ROOT / name, clone / name)
+    return subprocess.run(
+        ["make", "-n", "--no-print-directory", "setup", *args],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_default_setup_uses_the_package_index_only(tmp_path):
+    out = _setup_dry_run(tmp_path).stdout
+    installs = [line for line in out.splitlines() if "pip install" in line]
+    assert any("-r requirements-dev.txt" in line for line in installs), out
+    assert "download.pytorch.org" not in out and "index-url" not in out
+
+
+def test_torch_cpu_takes_the_cpu_wheel_index(tmp_path):
+    out = _setup_dry_run(tmp_path, "TORCH=cpu").stdout
+    (install,) = [line for line in out.splitlines() if "-r requirements-dev.txt" in line]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in install
+    # an existing venv with the CUDA build is reported, not silently kept
+    assert "torch.version.cuda is not None" in out and "rm -rf .venv" in out
+
+
+def test_an_unknown_torch_flavour_is_one_line_naming_the_choices(tmp_path):
+    result = _setup_dry_run(tmp_path, "TORCH=cuda")
+    assert result.returncode != 0
+    assert "TORCH=cuda: use TORCH=cpu" in result.stderr and "leave TORCH unset" in result.stderr
+
+
+def test_readme_documents_both_torch_choices_and_their_sizes():
+    readme = (ROOT / "README.md").read_text()
+    assert "make setup TORCH=cpu" in readme and "https://download.pytorch.org/whl/cpu" in readme
+    assert re.search(r"\| `make setup` \|[^|]+\| [\d.]+ GB, measured", readme)
+    assert re.search(r"\| `make setup TORCH=cpu` \|[^|]+\| not measured", readme)

@@ -111,11 +111,19 @@ def test_venv_exec_prefers_the_venv_and_reports_missing_tools(tmp_path):
     assert missing.returncode == 127 and "make setup" in missing.stderr
 
 
-def test_nbstripout_keeps_tags_outputs_and_counts(tmp_path):
+def test_nbstripout_keeps_tags_outputs_counts_and_run_times(tmp_path):
+    """`course status` reads when the committed notebook ran from the cells' `execution` timing
+    (what `jupyter nbconvert --execute` records); other volatile metadata goes."""
     nbformat = pytest.importorskip("nbformat")
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("x = 1", execution_count=1)
-    cell.metadata = {"tags": ["parameters"], "execution": {"iopub.status.idle": "2026-01-01"}}
+    timing = {
+        "iopub.execute_input": "2026-01-01T10:00:00.000001Z",
+        "iopub.status.busy": "2026-01-01T10:00:00.000001Z",
+        "iopub.status.idle": "2026-01-01T10:00:02.000001Z",
+        "shell.execute_reply": "2026-01-01T10:00:02.000001Z",
+    }
+    cell.metadata = {"tags": ["parameters"], "execution": timing, "scrolled": True}
     cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
     card = nbformat.v4.new_code_cell("print(2)", execution_count=2)
     card.metadata = {"tags": ["card"], "ExecuteTime": {"end_time": "x"}, "collapsed": False}
@@ -134,7 +142,7 @@ def test_nbstripout_keeps_tags_outputs_and_counts(tmp_path):
         pytest.skip("nbstripout not installed")
     subprocess.run([str(exe), *args, str(path)], check=True, timeout=60)
     out = nbformat.read(path, as_version=4)
-    assert out.cells[0].metadata == {"tags": ["parameters"]}
+    assert out.cells[0].metadata == {"tags": ["parameters"], "execution": timing}
     assert out.cells[1].metadata == {"tags": ["card"]}
     assert out.cells[0].outputs[0]["text"] == "1\n" and out.cells[0].execution_count == 1
     assert out.metadata["kernelspec"]["name"] == "python3"

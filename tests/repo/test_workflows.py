@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from workflow_policy import ROOT, WORKFLOWS, check_workflow, load_yaml, triggers
+from workflow_policy import ROOT, WORKFLOWS, check_workflow, hook_ids, load_yaml, triggers
 
 WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.yml")) + sorted(WORKFLOWS.glob("*.yaml"))
-EXPECTED = {"lint.yml", "tests.yml", "notebooks.yml", "site.yml"}
+EXPECTED = {"lint.yml", "tests.yml", "notebooks.yml", "site.yml", "install.yml"}
+# Steps that pay for a full set-up of the environment (about 90 s on a GitHub runner).
+SETUP = re.compile(r"\bmake (setup|lint|unit|notebooks|test|site)\b|\bpip install\b")
 
 
 def check_jsonschema() -> str:
@@ -63,24 +65,84 @@ def test_notebooks_workflow_triggers_and_jobs():
     assert {"pull_request", "push", "schedule"} <= set(on)
     assert on["push"]["branches"] == ["main"]
     assert on["schedule"] and all(len(s["cron"].split()) == 5 for s in on["schedule"])
-    jobs = workflow["jobs"]
-    select = "\n".join(s.get("run", "") for s in jobs["changes"]["steps"])
-    assert "changed_projects.py --base" in select and "changed_projects.py --all" in select
-    assert jobs["changes"]["steps"][0]["with"]["fetch-depth"] == 0
-    # A separate job fails a PR whose changed project does not pass `course check`.
-    check = "\n".join(s.get("run", "") for s in jobs["course-check"]["steps"])
-    assert "course check" in check and "changes" in jobs["course-check"]["needs"]
-    nb = jobs["notebook"]
-    run = next(s for s in nb["steps"] if "nbval" in s.get("run", ""))
+    # One job: select the projects, set up once, run every selected notebook in one pytest run.
+    assert list(workflow["jobs"]) == ["notebooks"]
+    (job,) = workflow["jobs"].values()
+    assert "strategy" not in job and "needs" not in job
+    steps = job["steps"]
+    assert steps[0]["uses"].startswith("actions/checkout@") and steps[0]["with"]["fetch-depth"] == 0
+    select = next(s for s in steps if s.get("id") == "select")
+    assert "changed_projects.py --base" in select["run"]
+    assert "changed_projects.py --all" in select["run"]
+    later = steps[steps.index(select) + 1 :]
+    # nothing to run (a pull request that touches no project): no set-up is paid for
+    assert later and all(s.get("if") == "steps.select.outputs.count != '0'" for s in later)
+    assert sum(bool(SETUP.search(s.get("run", ""))) for s in steps) == 1
+    run = next(s for s in steps if "nbval" in s.get("run", ""))
     assert run["env"]["DGM_SMOKE"] == "1"
+    assert run["env"]["NOTEBOOKS"] == "${{ steps.select.outputs.notebooks }}"
     assert "--nbval-lax" in run["run"] and "--nbval-current-env" in run["run"]
-    assert "fromJSON(needs.changes.outputs.projects)" in nb["strategy"]["matrix"]["project"]
+    assert "$NOTEBOOKS" in run["run"]
+
+
+def test_course_check_runs_in_the_lint_hook_not_in_a_job_of_its_own():
+    """`course check` of every project is a pre-commit hook, which the lint job runs: a job
+    that set up a whole environment to run it again (0.2 s of work) is not needed."""
+    hooks = hook_ids(load_yaml(ROOT / ".pre-commit-config.yaml"))
+    check = hooks["course-check"]
+    assert check["entry"].endswith("course check") and check["pass_filenames"] is False
+    assert re.match(check["files"], "projects/newproj/REVIEW.md")
+    lint = load_yaml(WORKFLOWS / "lint.yml")["jobs"]["pre-commit"]["steps"]
+    assert any(s.get("run") == "make lint" for s in lint)
+    for path in WORKFLOW_FILES:
+        if path.name == "install.yml":  # the path without make runs it in its fresh venv
+            continue
+        for job_id, job in load_yaml(path)["jobs"].items():
+            runs = "\n".join(s.get("run", "") for s in job.get("steps") or [])
+            assert "course check" not in runs, f"{path.name}:{job_id}"
+
+
+def test_each_workflow_sets_up_once():
+    """A pull request pays one set-up per workflow, whatever the number of projects."""
+    for path in WORKFLOW_FILES:
+        jobs = load_yaml(path)["jobs"]
+        setups = [
+            job_id
+            for job_id, job in jobs.items()
+            if any(SETUP.search(s.get("run", "")) for s in job.get("steps") or [])
+        ]
+        assert len(setups) <= 1, f"{path.name}: {setups}"
+        for job_id in setups:
+            assert "matrix" not in (jobs[job_id].get("strategy") or {}), f"{path.name}:{job_id}"
+
+
+def test_the_path_without_make_is_tested_in_a_fresh_venv():
+    workflow = load_yaml(WORKFLOWS / "install.yml")
+    on = triggers(workflow)
+    for path in ("pyproject.toml", "requirements*.txt", "shared_utils/**", "course/**"):
+        assert path in on["pull_request"]["paths"], path
+    assert on["push"]["branches"] == ["main"] and on["schedule"]
+    (job,) = workflow["jobs"].values()
+    runs = [s.get("run", "") for s in job["steps"]]
+    script = "\n".join(runs)
+    assert "make " not in script
+    order = [
+        "python -m venv .venv",
+        'pip install -e ".[dev]"',
+        "python -m shared_utils.data prepare",
+        ".venv/bin/course check",
+        "tests/repo/test_dependencies.py",
+    ]
+    positions = [script.index(command) for command in order]
+    assert positions == sorted(positions)
+    assert workflow["env"]["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
 
 
 def test_site_workflow_checks_pull_requests_and_deploys_from_main_only():
     workflow = load_yaml(WORKFLOWS / "site.yml")
     on = triggers(workflow)
     assert "pull_request" in on and on["push"]["branches"] == ["main"]
+    assert on["schedule"]  # the review index on the site compares due dates with the day
     build, deploy = workflow["jobs"]["build"], workflow["jobs"]["deploy"]
     # built from the committed notebooks, not by running them (`make demo` is for people)
     assert any(s.get("run") == "make site" for s in build["steps"])
