@@ -59,8 +59,9 @@ class TrainConfig(RunConfig):
     grad_clip: float | None = flag(None, "clip the gradient's global L2 norm to this; None: off")
     eval_every: int = flag(0, "also score the --eval-n test images every N steps (0: epoch ends)")
     backend: str = flag(
-        "eager",
-        "execution of the step: eager, channels_last memory, torch.compile",
+        "channels_last",
+        "execution of the step: channels_last memory (fastest without a compile wait, bench.py), "
+        "eager (the shipped checkpoints' runs), torch.compile",
         choices=BACKENDS,
     )
     epochs: int = flag(100, "stop after this many epochs (a budget usually stops the run first)")
