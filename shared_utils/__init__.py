@@ -5,8 +5,8 @@ Origin: written for dgm-course (MIT licence); see shared_utils/ATTRIBUTION.md fo
 Modules: ``data`` (offline datasets), ``runs`` (the run kit: start-or-resume, exact resume,
 budgets, flags), ``checkpoints`` (crash-safe safetensors + JSON sidecar), ``training`` (seeding,
 devices, progress, CSV logging, EMA, fused Adam, smoke mode), ``metrics`` (likelihood
-bookkeeping), ``viz`` (image grids, curves), ``testing`` (resume-exactness helpers) and
-``benchmarking`` (interleaved timing).
+bookkeeping), ``viz`` (image grids, curves), ``testing`` (resume-exactness helpers),
+``benchmarking`` (interleaved timing) and ``distributed`` (data-parallel training under torchrun).
 """
 
 __version__ = "0.1.0"
