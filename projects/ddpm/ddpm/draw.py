@@ -79,9 +79,7 @@ def draw_sets(model: DDPM, sets, seed: int, device: torch.device, path: Path) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m ddpm.draw", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m ddpm.draw", description=__doc__.split("\n")[0])
     parser.add_argument("out", type=Path, help="folder of the .npz files")
     parser.add_argument("checkpoints", type=Path, nargs="+", help="DDPM checkpoints")
     parser.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")

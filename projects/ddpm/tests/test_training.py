@@ -295,7 +295,9 @@ def test_samples_drawn_elsewhere_are_the_sets_evaluate_scores(tmp_path, capsys, 
         raise AssertionError("evaluate drew samples although --samples-from holds them")
 
     monkeypatch.setattr(evaluate_command, "draw", no_drawing)
-    monkeypatch.setattr(evaluate_command, "score", lambda s, d, seed: (_metrics(s), s[:, 0, 0, :10]))
+    monkeypatch.setattr(
+        evaluate_command, "score", lambda s, d, seed: (_metrics(s), s[:, 0, 0, :10])
+    )
     monkeypatch.setattr(evaluate_command, "floor_at", lambda dataset, n: _metrics(torch.zeros(1)))
     sweep = [str(ship), "--sweep", "steps", "--sweep-n", "3", "--sweep-steps", "2", "4"]
     assert evaluate_command.main([*sweep, "--samples-from", *map(str, files)]) == 0
@@ -308,5 +310,12 @@ def test_samples_drawn_elsewhere_are_the_sets_evaluate_scores(tmp_path, capsys, 
 
 def _metrics(samples: torch.Tensor) -> dict:
     value = float(samples.mean())
-    return {"fid": value, "kid": 0.0, "kid_std": 0.0, "precision": 0.5, "recall": 0.5,
-            "coverage_entropy": 3.0, "class_histogram": [0.1] * 10}
+    return {
+        "fid": value,
+        "kid": 0.0,
+        "kid_std": 0.0,
+        "precision": 0.5,
+        "recall": 0.5,
+        "coverage_entropy": 3.0,
+        "class_histogram": [0.1] * 10,
+    }
