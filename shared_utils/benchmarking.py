@@ -9,10 +9,12 @@ alternating A, B, A, B, ... exposes both to the same conditions, and the median 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 import torch
 
 from shared_utils.fileio import atomic_write_bytes
+from shared_utils.training import set_threads
 
 
 def compare(
@@ -54,6 +57,35 @@ def compare(
             result[names[0]]["median_s"] / result[name]["median_s"], 3
         )
     return result
+
+
+def bench_parser(prog: str, doc: str, results: Path, *, smoke: bool) -> argparse.ArgumentParser:
+    """The parser of a project's ``bench.py`` with the flags they all share, ``--threads`` and
+    ``--results`` (the JSON written; none in smoke mode); the project adds its own."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=doc.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None if smoke else results,
+        help="JSON written (smoke: none)",
+    )
+    return parser
+
+
+def parse_bench_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None
+) -> tuple[argparse.Namespace, list[str]]:
+    """Parse ``argv`` (None: the command line) and set torch's CPU threads; returns the arguments
+    and the argv, for the command recorded in the results."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    return args, argv
 
 
 def machine() -> dict[str, Any]:

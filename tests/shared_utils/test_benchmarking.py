@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from shared_utils.benchmarking import eval_curve, reached_text, time_to_reach
+from shared_utils.benchmarking import (
+    bench_parser,
+    eval_curve,
+    parse_bench_args,
+    reached_text,
+    time_to_reach,
+)
 from shared_utils.training import CSVLogger
 
 
@@ -37,3 +44,20 @@ def test_eval_curve_interpolates_the_run_time_at_each_evaluation(tmp_path):
     assert [p["cpu_minutes"] for p in curve] == pytest.approx([0.5, 2.0, 4.0])
     assert [p["wall_minutes"] for p in curve] == pytest.approx([0.25, 1.0, 2.0])
     assert eval_curve(tmp_path / "empty", "test_bpd") == []
+
+
+def test_bench_parser_shares_threads_and_results(tmp_path):
+    doc = "Benchmark of a project.\n\nMore text."
+    parser = bench_parser("python -m p.bench", doc, tmp_path / "r.json", smoke=False)
+    parser.add_argument("--steps", type=int, default=3)
+    before = torch.get_num_threads()
+    try:
+        args, argv = parse_bench_args(parser, ["--threads", "1", "--steps", "5"])
+        assert (args.threads, args.steps, args.results) == (1, 5, tmp_path / "r.json")
+        assert argv == ["--threads", "1", "--steps", "5"] and torch.get_num_threads() == 1
+        assert parser.description == "Benchmark of a project."
+        smoke = bench_parser("python -m p.bench", doc, tmp_path / "r.json", smoke=True)
+        assert parse_bench_args(smoke, [])[0].results is None  # smoke runs write nothing
+    finally:
+        torch.set_num_threads(before)
+        torch.set_flush_denormal(False)

@@ -18,10 +18,8 @@ with guidance, twice the network evaluations). It also reads the shipped runs' l
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,14 @@ import torch
 from ddpm import samplers
 from ddpm.model import DDPM
 from ddpm.train import BACKENDS, TrainConfig, build, step_module, train_step
-from shared_utils.benchmarking import compare, eval_curve, machine, write_results
+from shared_utils.benchmarking import (
+    bench_parser,
+    compare,
+    eval_curve,
+    machine,
+    parse_bench_args,
+    write_results,
+)
 from shared_utils.data import dataset_tensors
 from shared_utils.distributed import Dist
 from shared_utils.training import adam, count_parameters, is_smoke
@@ -87,11 +92,7 @@ def fid_curves(results_dir: Path = PROJECT / "results") -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     smoke = is_smoke()
-    parser = argparse.ArgumentParser(
-        prog="python -m ddpm.bench",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = bench_parser("python -m ddpm.bench", __doc__, RESULTS, smoke=smoke)
     parser.add_argument(
         "--backends", nargs="+", default=["eager", "channels_last"], choices=BACKENDS
     )
@@ -101,16 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8 if smoke else 64, help="train batch")
     parser.add_argument("--sample-batch", type=int, default=8 if smoke else 100)
     parser.add_argument("--sample-steps", type=int, default=2 if smoke else 10)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=None if smoke else RESULTS,
-        help="JSON written (smoke: none)",
-    )
-    argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args, argv = parse_bench_args(parser, argv)
     small = {"base_channels": 8, "channel_mults": [1, 1, 2], "groups": 4} if smoke else {}
     images, labels = dataset_tensors("fashion-mnist", "train")
     bs = args.batch_size

@@ -18,9 +18,7 @@ timed apart. torch.compile leaves WGAN-GP's critic eager (double backward; see t
 
 from __future__ import annotations
 
-import argparse
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,8 +37,10 @@ from gans.train import (
     with_paper_defaults,
 )
 from shared_utils.benchmarking import (
+    bench_parser,
     compare,
     machine,
+    parse_bench_args,
     reached_text,
     time_to_reach,
     write_results,
@@ -95,27 +95,14 @@ def step_loop(cfg: TrainConfig, batches: list[torch.Tensor]):
 
 def main(argv: list[str] | None = None) -> int:
     smoke = is_smoke()
-    parser = argparse.ArgumentParser(
-        prog="python -m gans.bench",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = bench_parser("python -m gans.bench", __doc__, RESULTS, smoke=smoke)
     parser.add_argument("--gans", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES))
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--steps", type=int, default=2 if smoke else 20, help="D+G steps a repeat")
     parser.add_argument("--repeats", type=int, default=1 if smoke else 5, help="timed repeats")
     parser.add_argument("--batch-size", type=int, default=8 if smoke else TrainConfig.batch_size)
     parser.add_argument("--width", type=int, default=8 if smoke else TrainConfig.width)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=None if smoke else RESULTS,
-        help="JSON written (smoke: none)",
-    )
-    argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args, argv = parse_bench_args(parser, argv)
     images, _ = dataset_tensors("mnist", "train")
     bs = args.batch_size
     batches = [to_model_range(images[i * bs : (i + 1) * bs]) for i in range(args.steps)]

@@ -22,9 +22,7 @@ Parts (``--parts``):
 
 from __future__ import annotations
 
-import argparse
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,9 +40,11 @@ from glow.train import (
     train_step,
 )
 from shared_utils.benchmarking import (
+    bench_parser,
     compare,
     eval_curve,
     machine,
+    parse_bench_args,
     reached_text,
     time_to_reach,
     write_results,
@@ -145,11 +145,7 @@ def bpd_per_cpu_minute(run_dir: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     smoke = is_smoke()
-    parser = argparse.ArgumentParser(
-        prog="python -m glow.bench",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = bench_parser("python -m glow.bench", __doc__, RESULTS, smoke=smoke)
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     parser.add_argument(
         "--backends",
@@ -172,16 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[PROJECT / "runs" / "glow_mnist"],
         help="run folders for the curve part",
     )
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=None if smoke else RESULTS,
-        help="JSON written (smoke: none)",
-    )
-    argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args, argv = parse_bench_args(parser, argv)
     report: dict[str, Any] = {
         "command": shlex.join(["python", "-m", "glow.bench", *argv]),
         "smoke": smoke,

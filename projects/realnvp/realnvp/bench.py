@@ -17,10 +17,8 @@ buys with each model.
 
 from __future__ import annotations
 
-import argparse
 import math
 import shlex
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,9 +30,11 @@ from torch import nn
 from realnvp.preprocess import dequantize
 from realnvp.train import BACKENDS, TrainConfig, build, step_function, to_backend, training_loss
 from shared_utils.benchmarking import (
+    bench_parser,
     compare,
     eval_curve,
     machine,
+    parse_bench_args,
     reached_text,
     time_to_reach,
     write_results,
@@ -85,11 +85,7 @@ def bpd_per_cpu_minute(run_dir: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     smoke = is_smoke()
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(
-        prog="python -m realnvp.bench",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = bench_parser("python -m realnvp.bench", __doc__, RESULTS, smoke=smoke)
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--no-nice", action="store_true", help="skip NICE's step")
     parser.add_argument("--steps", type=int, default=2 if smoke else 10, help="steps per repeat")
@@ -98,17 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels", type=int, default=4 if smoke else defaults.channels)
     parser.add_argument("--blocks", type=int, default=1 if smoke else defaults.blocks)
     parser.add_argument("--nice-hidden", type=int, default=16 if smoke else defaults.nice_hidden)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="run folders to read")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=None if smoke else RESULTS,
-        help="JSON written (smoke: none)",
-    )
-    argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args, argv = parse_bench_args(parser, argv)
     images, _ = dataset_tensors("mnist", "train")
     bs = args.batch_size
     batches = [images[i * bs : (i + 1) * bs] for i in range(args.steps)]
