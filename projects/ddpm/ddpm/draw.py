@@ -34,21 +34,29 @@ import torch
 
 from ddpm.evaluate import SWEEP_SAMPLERS, sample_key
 from ddpm.model import DDPM, draw
+from ddpm.sample import add_sampler_arguments, sampler_options
 from shared_utils.checkpoints import CheckpointError, load_model
 from shared_utils.training import pick_device, set_threads
 
-DDIM50 = {"sampler": "ddim", "steps": 50, "eta": 0.0, "variance": "beta", "clip_x0": False}
+
+def default_sampler_options() -> dict:
+    """The sampler's options at the defaults of its flags (DDIM, 50 steps, eta 0, unconditional):
+    those of ``ddpm.evaluate`` and ``ddpm.sample`` run without sampler flags."""
+    parser = argparse.ArgumentParser()
+    add_sampler_arguments(parser)
+    return sampler_options(parser.parse_args([]))
 
 
 def sample_sets(n_main: int, n_sweep: int, steps: list[int], scales: list[float]):
     """``{group: [(n, options), ...]}``: the sets of samples the evaluation commands score,
     each ``options`` exactly as ``ddpm.evaluate`` passes it to :func:`ddpm.model.draw`."""
     classes = list(range(10))
-    main = {**DDIM50, "classes": None, "w": 0.0}
+    main = default_sampler_options()
+    base = {k: v for k, v in main.items() if k not in ("classes", "w")}  # sweep_guidance's
     return {
         "main": [(n_main, main), (n_main, {**main, "classes": classes})],
-        "guidance": [(n_sweep, DDIM50)]
-        + [(n_sweep, {**DDIM50, "classes": classes, "w": w}) for w in scales],
+        "guidance": [(n_sweep, base)]
+        + [(n_sweep, {**base, "classes": classes, "w": w}) for w in scales],
         "steps": [
             (n_sweep, {**SWEEP_SAMPLERS[name], "steps": s, "clip_x0": False})
             for name in ("ddim", "ddpm")
