@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -83,7 +84,10 @@ def draw_sets(model: DDPM, sets, seed: int, device: torch.device, path: Path) ->
         }
         print(f"{path.name}: {n} samples, {options}: {speed:.1f} images/s", flush=True)
     arrays["index"] = np.frombuffer(json.dumps(index).encode(), dtype=np.uint8)
-    np.savez_compressed(path, **arrays)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as f:  # a kill leaves the last complete file in place
+        np.savez_compressed(f, **arrays)
+    os.replace(partial, path)
 
 
 def main(argv: list[str] | None = None) -> int:
