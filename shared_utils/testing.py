@@ -11,6 +11,9 @@ the test is one call:
 
 runs a straight run, then one stopped mid-epoch by ``--max-steps``, one killed between two
 saves and one stopped by ``--minutes``, resumes each, and compares them bit for bit.
+
+``ContractTests`` is the whole plumbing suite of a project written on the template's contract
+(``course new``): its ``tests/test_plumbing.py`` subclasses it and names its package.
 """
 
 from __future__ import annotations
@@ -164,3 +167,185 @@ def assert_last_save_kept(out: str | os.PathLike, step: int) -> None:
     assert ckpt.step == step, ckpt.step
     assert all(torch.isfinite(v).all() for v in ckpt.state_dict.values())
     assert max(row["step"] for row in read_csv_log(Path(out) / "log.csv")) <= step
+
+
+class ContractTests:
+    """The plumbing tests of a project that follows the template's contract: ``<package>.model``
+    (``Model``, ``ModelConfig``, ``DATASET``, ``METRIC``, ``TEST_CONFIG``), ``<package>.train``
+    (``TrainConfig``, ``train``, ``main``), ``<package>.evaluate`` and ``<package>.sample``.
+
+    A project's ``tests/test_plumbing.py`` subclasses it and names its package; pytest collects
+    the inherited tests (the model's interface, a falling loss on a tiny batch, the checkpoint
+    round trip, exact resume after --max-steps, a kill and --minutes, the commands and their
+    one-line errors)::
+
+        class TestPlumbing(ContractTests):
+            package = "ddpm"
+
+    A project whose commands take more options overrides the hooks below (``train_settings``,
+    ``evaluate_args``, ``written_metric``) or a test; tests of its own go beside the class.
+    """
+
+    package: str = ""  # the project's import name
+    evaluate_args: tuple[str, ...] = ()  # extra options of the evaluate command in the test
+
+    def module(self, name: str) -> Any:
+        """``<package>.<name>``, imported."""
+        import importlib
+
+        return importlib.import_module(f"{self.package}.{name}")
+
+    def small_model(self, seed: int = 0) -> torch.nn.Module:
+        """The model of ``TEST_CONFIG``, initialised from ``seed``."""
+        from dataclasses import asdict
+
+        m = self.module("model")
+        torch.manual_seed(seed)
+        return m.Model(**asdict(m.ModelConfig(**m.TEST_CONFIG)))
+
+    def batch(self, n: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` random grey-level images as model inputs of ``DATASET``, and labels."""
+        from shared_utils.data import model_inputs
+
+        gen = torch.Generator().manual_seed(seed)
+        images = torch.randint(0, 256, (n, 1, 28, 28), generator=gen, dtype=torch.uint8)
+        inputs = model_inputs(self.module("model").DATASET, images, gen)
+        return inputs, torch.randint(0, 10, (n,), generator=gen)
+
+    def train_settings(self) -> dict[str, Any]:
+        """The tiny runs' settings: 200 images in batches of 50 (4 steps per epoch), 3 epochs,
+        a save every 3 steps."""
+        return dict(limit_train=200, batch_size=50, eval_n=20, epochs=3, save_every=3)
+
+    def train_config(self, out: Path, **overrides: Any) -> Any:
+        """``TrainConfig`` of a tiny run in ``out``."""
+        m = self.module("model")
+        settings = {**self.train_settings(), **overrides}
+        return self.module("train").TrainConfig(
+            out=out, log_every=2, quiet=True, **m.TEST_CONFIG, **settings
+        )
+
+    def written_metric(self) -> str:
+        """The sidecar key that ``evaluate --eval-n 20 --write`` adds."""
+        return f"test_{self.module('model').METRIC}_first20"
+
+    def test_model_follows_the_contract(self) -> None:
+        import json
+        from dataclasses import asdict
+
+        from shared_utils.training import evaluating
+
+        m = self.module("model")
+        assert m.Model().config() == asdict(m.ModelConfig())  # same arguments, same defaults
+        model = self.small_model()
+        config = model.config()
+        assert json.loads(json.dumps(config)) == config
+        assert m.Model(**config).config() == config
+        x, y = self.batch(8)
+        loss = model.loss(x, y)
+        assert loss.shape == () and torch.isfinite(loss) and loss.requires_grad
+        with evaluating(model):
+            metrics = model.evaluate(x, y)
+            samples = model.sample(5, generator=torch.Generator().manual_seed(0))
+            again = model.sample(5, generator=torch.Generator().manual_seed(0))
+        assert all(v.shape == (8,) and torch.isfinite(v).all() for v in metrics.values())
+        assert m.METRIC in metrics
+        assert samples.shape == (5, 1, 28, 28) and torch.equal(samples, again)
+        assert samples.min() >= 0 and samples.max() <= 1
+
+    def test_loss_decreases_on_a_tiny_batch(self) -> None:
+        model = self.small_model()
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.module("train").TrainConfig().lr)
+        x, y = self.batch(16)
+        losses = []
+        for _ in range(30):
+            loss = model.loss(x, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        assert sum(losses[-5:]) < sum(losses[:5]), losses
+
+    def test_checkpoint_round_trip(self, tmp_path: Path) -> None:
+        from shared_utils.checkpoints import load_model, save_checkpoint
+        from shared_utils.training import evaluating
+
+        model = self.small_model()
+        with torch.no_grad():
+            for p in model.parameters():  # weights unlike a fresh model's
+                p.add_(0.1 * torch.randn_like(p))
+        path = save_checkpoint(
+            tmp_path / "m.safetensors", model, model_config=model.config(), step=3
+        )
+        loaded = load_model(path, self.module("model").Model)
+        assert not loaded.training and loaded.config() == model.config()
+        weights, loaded_weights = model.state_dict(), loaded.state_dict()
+        assert weights.keys() == loaded_weights.keys()
+        assert all(torch.equal(weights[k], loaded_weights[k]) for k in weights)
+        x, y = self.batch(4)
+        with evaluating(model), evaluating(loaded):
+            torch.manual_seed(0)  # a stochastic estimator draws the same numbers for both
+            expected = model.evaluate(x, y)
+            torch.manual_seed(0)
+            got = loaded.evaluate(x, y)
+            samples = [
+                m.sample(3, generator=torch.Generator().manual_seed(1)) for m in (model, loaded)
+            ]
+        assert expected.keys() == got.keys()
+        assert all(torch.equal(expected[k], got[k]) for k in expected)
+        assert torch.equal(*samples)
+
+    def test_resume_is_exact_after_max_steps_a_kill_and_minutes(
+        self, tmp_path: Path, monkeypatch: Any
+    ) -> None:
+        """Stopped mid-epoch by --max-steps (at step 5), killed after step 8 (the last save: step
+        6) and stopped by --minutes, each resumed: bitwise the straight run."""
+        assert_resume_is_exact(
+            self.module("train").train,
+            self.train_config,
+            tmp_path,
+            monkeypatch,
+            stop_at=5,
+            kill_at=8,
+            minutes=0.1,
+        )
+
+    def test_train_evaluate_and_sample_commands(self, tmp_path: Path, capsys: Any) -> None:
+        import shlex
+
+        from shared_utils.checkpoints import load_model
+        from shared_utils.runs import command_line
+
+        m, t = self.module("model"), self.module("train")
+        evaluate_main, sample_main = self.module("evaluate").main, self.module("sample").main
+        common = ["--limit-train", "100", "--batch-size", "50", "--eval-n", "20", "--epochs", "1"]
+        common += ["--quiet", *shlex.split(command_line(t.TrainConfig(**m.TEST_CONFIG)))[3:]]
+        ship = tmp_path / "model.safetensors"
+        assert t.main([*common, "--out", str(tmp_path / "a"), "--ship", str(ship)]) == 0
+        ckpt = load_checkpoint(ship)
+        assert ckpt.step == 2 and ckpt.train["batch_size"] == 50
+        assert ckpt.train["dataset"] == m.DATASET
+        assert ckpt.train_state is None and "--limit-train 100" in ckpt.command
+        assert load_model(ship, m.Model).config() == ckpt.model
+        # a used folder, nothing to resume, other options on --resume: one line each, exit code 1
+        assert t.main([*common, "--out", str(tmp_path / "a")]) == 1
+        assert t.main([*common, "--out", str(tmp_path / "b"), "--resume"]) == 1
+        assert t.main([*common, "--lr", "0.5", "--out", str(tmp_path / "a"), "--resume"]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 3 and "--resume" in err[0] and "nothing to resume" in err[1]
+        assert "lr: saved" in err[2]
+
+        argv = [str(ship), "--eval-n", "20", *self.evaluate_args]
+        assert evaluate_main(argv) == 0
+        assert not any(k.endswith("_first20") for k in load_checkpoint(ship).metrics)  # no --write
+        assert evaluate_main([*argv, "--write"]) == 0
+        assert self.written_metric() in load_checkpoint(ship).metrics
+        png = tmp_path / "samples.png"
+        assert sample_main([str(ship), "--num-samples", "4", "--out", str(png)]) == 0
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        capsys.readouterr()
+        missing = str(tmp_path / "missing.safetensors")
+        assert evaluate_main([missing]) == 1
+        assert sample_main([missing]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 2 and all("does not exist" in line for line in err)
