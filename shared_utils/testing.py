@@ -183,11 +183,14 @@ class ContractTests:
             package = "ddpm"
 
     A project whose commands take more options overrides the hooks below (``train_settings``,
-    ``evaluate_args``, ``written_metric``) or a test; tests of its own go beside the class.
+    ``train_args``, ``evaluate_args``, ``sample_args``, ``written_metric``) or a test; tests of
+    its own go beside the class.
     """
 
     package: str = ""  # the project's import name
+    train_args: tuple[str, ...] = ()  # extra options of the train command in the test
     evaluate_args: tuple[str, ...] = ()  # extra options of the evaluate command in the test
+    sample_args: tuple[str, ...] = ()  # extra options of the sample command in the test
 
     def module(self, name: str) -> Any:
         """``<package>.<name>``, imported."""
@@ -320,6 +323,7 @@ class ContractTests:
         evaluate_main, sample_main = self.module("evaluate").main, self.module("sample").main
         common = ["--limit-train", "100", "--batch-size", "50", "--eval-n", "20", "--epochs", "1"]
         common += ["--quiet", *shlex.split(command_line(t.TrainConfig(**m.TEST_CONFIG)))[3:]]
+        common += self.train_args
         ship = tmp_path / "model.safetensors"
         assert t.main([*common, "--out", str(tmp_path / "a"), "--ship", str(ship)]) == 0
         ckpt = load_checkpoint(ship)
@@ -341,7 +345,8 @@ class ContractTests:
         assert evaluate_main([*argv, "--write"]) == 0
         assert self.written_metric() in load_checkpoint(ship).metrics
         png = tmp_path / "samples.png"
-        assert sample_main([str(ship), "--num-samples", "4", "--out", str(png)]) == 0
+        argv = [str(ship), "--num-samples", "4", "--out", str(png), *self.sample_args]
+        assert sample_main(argv) == 0
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         capsys.readouterr()
         missing = str(tmp_path / "missing.safetensors")

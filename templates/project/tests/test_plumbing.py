@@ -8,7 +8,8 @@ and ``main``, the evaluate and sample commands), so it stays as it is when model
 the model's interface, a falling loss on a tiny batch, the checkpoint round trip, exact resume of
 training (stopped by --max-steps, by a kill and by --minutes) and the commands with their errors.
 A few seconds on CPU with tiny runs. If your commands take more options, override the suite's
-hooks (``train_settings``, ``evaluate_args``, ``written_metric``) in the class below.
+hooks (``train_settings``, ``train_args``, ``evaluate_args``, ``sample_args``,
+``written_metric``) in the class below.
 """
 
 import torch
