@@ -175,3 +175,41 @@ def eval_curve(run_dir: str | os.PathLike, metric: str) -> list[dict[str, Any]]:
             }
         )
     return points
+
+
+def _lookup(metrics: Any, path: str) -> Any:
+    """``metrics["a"]["b"]`` for ``path`` "a/b"; None where a key is missing."""
+    for key in path.split("/"):
+        if not isinstance(metrics, dict) or key not in metrics:
+            return None
+        metrics = metrics[key]
+    return metrics
+
+
+def sidecar_curve(
+    sidecars: list[str | os.PathLike], metric: str, extra: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """A metric against training time across checkpoints of one run saved at several budgets:
+    one point per sidecar (a checkpoint's ``.json``) whose metrics hold ``metric`` (a path
+    such as "sample_quality_T5_eps0.0002_n500/fid"), with the CPU-minutes its training had
+    spent (``metrics.train_cpu_s``) and its steps, sorted by CPU-minutes; ``extra`` names more
+    values by the same kind of path. A missing file raises; a sidecar without the metric is
+    left out (it was not evaluated that way)."""
+    points = []
+    for path in sidecars:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such sidecar; run the evaluation that writes it")
+        metrics = json.loads(path.read_text()).get("metrics", {})
+        value = _lookup(metrics, metric)
+        if value is None or "train_cpu_s" not in metrics:
+            continue
+        point = {
+            "sidecar": path.name,
+            "steps": metrics.get("steps"),
+            "cpu_minutes": round(metrics["train_cpu_s"] / 60, 2),
+            metric.split("/")[-1]: value,
+        }
+        point.update({name: _lookup(metrics, spec) for name, spec in (extra or {}).items()})
+        points.append(point)
+    return sorted(points, key=lambda p: p["cpu_minutes"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from shared_utils.benchmarking import (
     eval_curve,
     parse_bench_args,
     reached_text,
+    sidecar_curve,
     time_to_reach,
 )
 from shared_utils.training import CSVLogger
@@ -61,3 +64,24 @@ def test_bench_parser_shares_threads_and_results(tmp_path):
     finally:
         torch.set_num_threads(before)
         torch.set_flush_denormal(False)
+
+
+def test_sidecar_curve_orders_checkpoints_by_cpu_minutes_and_skips_unevaluated(tmp_path):
+    def sidecar(name, cpu_s, steps, fid=None):
+        metrics = {"train_cpu_s": cpu_s, "steps": steps}
+        if fid is not None:
+            metrics["sq_n500"] = {"fid": fid, "floor": {"fid": 1.5}}
+        (tmp_path / name).write_text(json.dumps({"metrics": metrics}))
+        return tmp_path / name
+
+    late = sidecar("late.json", 1800.0, 2000, fid=50.0)
+    early = sidecar("early.json", 480.0, 574, fid=65.0)
+    unscored = sidecar("unscored.json", 900.0, 1000)
+    points = sidecar_curve([late, unscored, early], "sq_n500/fid", {"floor": "sq_n500/floor/fid"})
+    assert points == [
+        {"sidecar": "early.json", "steps": 574, "cpu_minutes": 8.0, "fid": 65.0, "floor": 1.5},
+        {"sidecar": "late.json", "steps": 2000, "cpu_minutes": 30.0, "fid": 50.0, "floor": 1.5},
+    ]
+    assert time_to_reach(points, "fid", (60,)) == {"fid<=60": 30.0}
+    with pytest.raises(FileNotFoundError, match="no such sidecar"):
+        sidecar_curve([tmp_path / "missing.json"], "sq_n500/fid")
