@@ -1,7 +1,7 @@
 """Evaluate a checkpoint: the bits/dim bound, reconstruction error, codebook usage, sample quality.
 
-    python -m vqvae.evaluate checkpoints/vqvae_prior_mnist.safetensors             # everything
-    python -m vqvae.evaluate checkpoints/vqvae_mnist.safetensors --num-samples 0   # no sampling
+    python -m vqvae.evaluate checkpoints/vqvae_mnist.safetensors                   # everything
+    python -m vqvae.evaluate runs/vqvae_mnist.safetensors --num-samples 0          # stage 1 only
     python -m vqvae.evaluate CHECKPOINT --eval-n 500 --num-samples 2000            # quicker
     python -m vqvae.evaluate CHECKPOINT --write                                    # into the sidecar
 

@@ -2,11 +2,12 @@
 
     # stage 1: encoder, codebook, decoder (dead codes restarted every 100 steps)
     python -m vqvae.train --stage vqvae --dataset mnist --cpu-minutes 9 \
-        --out runs/vqvae_mnist --ship checkpoints/vqvae_mnist.safetensors
-    # stage 2: the transformer prior on the codes of the training set, stage 1 frozen
-    python -m vqvae.train --stage prior --vqvae checkpoints/vqvae_mnist.safetensors \
+        --out runs/vqvae_mnist --ship runs/vqvae_mnist.safetensors
+    # stage 2: the transformer prior on the codes of the training set, stage 1 frozen; the
+    # shipped checkpoint holds every network
+    python -m vqvae.train --stage prior --vqvae runs/vqvae_mnist.safetensors \
         --dataset mnist --cpu-minutes 5 --out runs/prior_mnist \
-        --ship checkpoints/vqvae_prior_mnist.safetensors
+        --ship checkpoints/vqvae_mnist.safetensors
     python -m vqvae.train ... --resume       # same options: continues exactly where it stopped
 
 Origin: written for dgm-course (MIT licence).
