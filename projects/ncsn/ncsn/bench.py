@@ -16,11 +16,18 @@ bfloat16 autocast (``--autocast bf16`` / ``--bf16``), interleaved by
 * annealed Langevin sampling of ``--sample-n`` images with L = 10 levels and ``--sample-T`` steps
   each, from the uniform start to the clamped image: images/s (the cost is L x T evaluations
   per image, so images/s falls as 1/T).
+
+**Quality per CPU-minute** (read from the shipped files, nothing retrained): the test DSM loss
+of every end-of-epoch evaluation of the shipped runs (``results/<run>/eval.csv``) against the
+CPU-minutes spent (``time.csv``), and each sample-quality evaluation (FID at a sampler setting)
+of the checkpoints kept at several budgets (``checkpoints/<run>.json`` and the earlier
+``results/<run>_<N>min.json`` sidecars) against their training CPU-minutes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import shlex
 from pathlib import Path
 
@@ -29,8 +36,10 @@ import torch
 from shared_utils.benchmarking import (
     bench_parser,
     compare,
+    eval_curve,
     machine,
     parse_bench_args,
+    sidecar_curve,
     write_results,
 )
 from shared_utils.data import dataset_tensors, model_inputs
@@ -40,7 +49,35 @@ from .model import Model
 from .score import step_sizes
 from .train import TrainConfig, model_kwargs
 
-RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results.json"
+PROJECT = Path(__file__).resolve().parent.parent
+RESULTS = PROJECT / "benchmarks" / "results.json"
+RUNS = ("ncsn_fashion-mnist", "ncsn_mnist")
+
+
+def quality_per_cpu_minute() -> dict[str, dict]:
+    """Per shipped run: the test DSM loss curve against CPU-minutes, and per sampler setting
+    the FID of the checkpoints kept at several budgets against their CPU-minutes."""
+    report: dict[str, dict] = {}
+    for run in RUNS:
+        sidecars = sorted((PROJECT / "results").glob(f"{run}_*min.json"))
+        sidecars += [p for p in [PROJECT / "checkpoints" / f"{run}.json"] if p.is_file()]
+        if not sidecars:
+            continue
+        entry: dict[str, dict] = {}
+        if (PROJECT / "results" / run / "eval.csv").is_file():
+            entry["test_dsm_loss"] = eval_curve(PROJECT / "results" / run, "test_dsm_loss")
+        samplers = sorted(
+            {
+                k
+                for p in sidecars
+                for k in json.loads(p.read_text())["metrics"]
+                if k.startswith("sample_quality_")
+            }
+        )
+        for name in samplers:
+            entry[name] = sidecar_curve(sidecars, f"{name}/fid", {"floor_fid": f"{name}/floor/fid"})
+        report[run] = entry
+    return report
 
 
 def _autocast(bf16: bool):
@@ -140,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 k: round(args.sample_n / v["median_s"], 2) for k, v in sample_timing.items()
             },
         },
+        "quality_per_cpu_minute": quality_per_cpu_minute(),
     }
     for name in ("fp32", "bf16"):
         print(
@@ -149,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
             f" image-evaluations/s); sampling L={L} T={args.sample_T}: "
             f"{report['sampling']['images_per_s'][name]:.2f} images/s"
         )
+    for run, curves in report["quality_per_cpu_minute"].items():
+        for name, points in curves.items():
+            key = "test_dsm_loss" if name == "test_dsm_loss" else "fid"
+            print(
+                f"{run} {name}: "
+                + ", ".join(f"{p[key]:.2f} at {p['cpu_minutes']:.1f} CPU-min" for p in points)
+            )
     if args.results is not None:
         print(f"wrote {write_results(args.results, report)}")
     return 0
