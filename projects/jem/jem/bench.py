@@ -11,16 +11,32 @@ buffer, then the hybrid loss, backward, Adam) and for the plain classifier (no S
 interleaved with ``shared_utils.benchmarking.compare`` (medians of the repeats). **SGLD**: one
 SGLD step (energy, its input gradient, the update) on a batch of 64 chains. **Sampling**: a
 whole sample from noise as ``Model.sample`` draws it (``SAMPLE_STEPS`` SGLD steps) per image.
+
+**Quality per CPU-minute** (read from the shipped files, nothing retrained): the test accuracy
+of every evaluation of the shipped runs (``results/<run>/eval.csv``, 1,000 test images) against
+the CPU-minutes spent (``time.csv``) with the CPU-minutes to reach a few accuracies, and the
+replay buffer's FID of the checkpoints kept at several budgets (``checkpoints/<run>.json`` and
+the earlier ``results/<run>_<N>min.json`` sidecars) against their training CPU-minutes.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
 import torch
 
-from shared_utils.benchmarking import bench_parser, compare, machine, write_results
+from shared_utils.benchmarking import (
+    bench_parser,
+    compare,
+    eval_curve,
+    machine,
+    reached_text,
+    sidecar_curve,
+    time_to_reach,
+    write_results,
+)
 from shared_utils.data import dataset_tensors
 from shared_utils.training import adam, count_parameters, is_smoke
 
@@ -31,6 +47,28 @@ from .train import TrainConfig, model_kwargs, train_step
 
 PROJECT = Path(__file__).resolve().parent.parent
 RESULTS = PROJECT / "benchmarks" / "results.json"
+ACCURACIES = (0.6, 0.7, 0.8, 0.9)
+
+
+def quality_per_cpu_minute() -> dict[str, dict]:
+    """Per shipped run folder in results/: its test-accuracy curve against CPU-minutes (with
+    the CPU-minutes to reach ``ACCURACIES``) and the replay buffer's FID per kept budget."""
+    report: dict[str, dict] = {}
+    for folder in sorted(p for p in (PROJECT / "results").iterdir() if p.is_dir()):
+        entry: dict[str, object] = {}
+        sidecar = PROJECT / "checkpoints" / f"{folder.name}.json"
+        classes = (
+            json.loads(sidecar.read_text())["model"]["num_classes"] if sidecar.is_file() else 10
+        )
+        if (folder / "eval.csv").is_file() and classes > 1:  # an IGEBM has no classifier
+            curve = eval_curve(folder, "test_acc")
+            entry["test_acc"] = curve
+            entry["reached"] = time_to_reach(curve, "test_acc", ACCURACIES, lower_is_better=False)
+        sidecars = sorted((PROJECT / "results").glob(f"{folder.name}_*min.json"))
+        sidecars += [p for p in [PROJECT / "checkpoints" / f"{folder.name}.json"] if p.is_file()]
+        entry["buffer_fid"] = sidecar_curve(sidecars, "buffer_fid", {"floor_fid": "floor_fid"})
+        report[folder.name] = entry
+    return report
 
 
 def training_loop(cfg: TrainConfig, batches: list[tuple[torch.Tensor, torch.Tensor]]):
@@ -108,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             "images_per_s": round(n_sample / sampling["sample"]["median_s"], 2),
         },
         "timing": {**timing, **sampling},
+        "quality_per_cpu_minute": quality_per_cpu_minute(),
     }
     print(
         f"train, batch {bs}: JEM {report['train']['jem']['images_per_s']} images/s, "
@@ -115,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         f"SGLD {report['sgld']['steps_per_s']} steps/s on {bs} chains; "
         f"sampling ({sample_steps} SGLD steps) {report['sampling']['images_per_s']} images/s"
     )
+    for run, q in report["quality_per_cpu_minute"].items():
+        line = reached_text(q["reached"]) if "reached" in q else "no classifier"
+        fids = ", ".join(
+            f"{p['buffer_fid']:.1f} at {p['cpu_minutes']:.1f} CPU-min" for p in q["buffer_fid"]
+        )
+        print(f"{run}: {line}; buffer FID {fids or '-'}")
     if args.results is not None:
         print(f"wrote {write_results(args.results, report)}")
     return 0
