@@ -212,9 +212,16 @@ def _floor(dataset: str) -> dict[str, Any]:
     return metrics_from_features(reference_features(dataset), reference_features(dataset, "train"))
 
 
-def floor(dataset: str) -> dict[str, Any]:
-    """The floor: the protocol's metrics of the first 10,000 training images against the test set."""
-    return dict(_floor(dataset))
+def floor(dataset: str, n: int | None = None) -> dict[str, Any]:
+    """The floor: the protocol's metrics of the first 10,000 training images against the test set.
+    With ``n`` below 10,000, the floor *at n samples*: the first ``n`` training images, the
+    comparison for ``n`` model samples (FID and KID grow as the sample count falls)."""
+    if n is None or n >= PROTOCOL_N:
+        return dict(_floor(dataset))
+    if n < 2:
+        raise ValueError(f"the floor needs at least 2 samples, got n = {n}")
+    features, probs = reference_features(dataset, "train")
+    return metrics_from_features(reference_features(dataset), (features[:n], probs[:n]))
 
 
 def fid(samples, dataset: str) -> float:

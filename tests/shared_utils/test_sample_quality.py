@@ -162,6 +162,21 @@ def test_real_images_score_near_the_floor_and_noise_far_from_it(dataset):
     assert bad["recall"] < 0.01 and bad["coverage_entropy"] < 1.0
 
 
+def test_the_floor_at_n_samples_scores_the_first_n_training_images():
+    """floor(dataset, n): the first n training images against the test set, which is what n
+    training images give through evaluate; FID grows as n falls; 10,000 is the cached floor."""
+    from shared_utils.data import evaluation_inputs
+
+    train_images, _ = evaluation_inputs("mnist", "train")
+    at_500 = sq.floor("mnist", 500)
+    direct = sq.evaluate(train_images[:500], "mnist")
+    assert at_500["n"] == 500 and at_500["fid"] == pytest.approx(direct["fid"], rel=1e-4)
+    assert at_500["fid"] > sq.floor("mnist")["fid"]
+    assert sq.floor("mnist", 10_000) == sq.floor("mnist") == sq.floor("mnist", 20_000)
+    with pytest.raises(ValueError, match="at least 2"):
+        sq.floor("mnist", 1)
+
+
 def test_command_line_reads_npz_and_prints_the_table_with_the_floor(tmp_path, capsys):
     from shared_utils.data import dataset_tensors
 

@@ -80,16 +80,6 @@ def _rounded(value: Any, digits: int = 4) -> Any:
     return value
 
 
-def floor_at(dataset: str, n: int) -> dict[str, Any]:
-    """The floor of the protocol's metrics at ``n`` samples: the first ``n`` training images
-    (10,000: ``sample_quality.floor``) against the 10,000 test images."""
-    sq = sample_quality()
-    if n >= PROTOCOL_N:
-        return sq.floor(dataset)
-    train = sq.reference_features(dataset, "train")
-    return sq.metrics_from_features(sq.reference_features(dataset), (train[0][:n], train[1][:n]))
-
-
 def class_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of samples whose class, by the dataset's classifier, is the one asked for."""
     return float((probs.argmax(1) == labels).double().mean())
@@ -178,7 +168,7 @@ def quality(args: argparse.Namespace, model: DDPM, dataset: str) -> dict[str, An
     options = sampler_options(args)
     samples, speed = timed_draw(model, args.num_samples, args.seed, _precision(args), **options)
     metrics, probs = score(samples, dataset, args.seed)
-    floor = floor_at(dataset, args.num_samples)
+    floor = sample_quality().floor(dataset, args.num_samples)
     print(
         f"{args.num_samples} samples of {args.checkpoint.name} ({_sampler_text(options)}"
         f"{'' if options['classes'] else ', unconditional'}; seed "
@@ -226,7 +216,7 @@ def _point_metrics(metrics: dict[str, Any], floor: dict[str, Any], n: int, speed
 
 
 def sweep_steps(args: argparse.Namespace, model: DDPM, dataset: str) -> dict[str, Any]:
-    floor = floor_at(dataset, args.sweep_n)
+    floor = sample_quality().floor(dataset, args.sweep_n)
     points = []
     print(
         f"FID of {args.sweep_n} unconditional samples (seed {args.seed}; the same x_T for every "
@@ -254,7 +244,7 @@ def sweep_steps(args: argparse.Namespace, model: DDPM, dataset: str) -> dict[str
 
 
 def sweep_guidance(args: argparse.Namespace, model: DDPM, dataset: str) -> dict[str, Any]:
-    floor = floor_at(dataset, args.sweep_n)
+    floor = sample_quality().floor(dataset, args.sweep_n)
     classes = list(range(10))
     labels = torch.tensor([classes[i % 10] for i in range(args.sweep_n)])
     base = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta}

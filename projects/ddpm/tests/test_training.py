@@ -92,7 +92,8 @@ def fake_sample_quality(monkeypatch):
         torch.zeros(50, 10),
     )
     fake.metrics_from_features = lambda real, fake, seed=0: metrics(float(fake[0].mean()))
-    fake.floor = lambda dataset: metrics(1.5)
+    # the floor at 10,000 samples scores 1.5; below, the first n training images' "FID" (0)
+    fake.floor = lambda dataset, n=None: metrics(1.5 if n is None or n >= 10_000 else 0.0)
     fake.table = lambda rows, floor: "| " + " | ".join(rows) + " | floor |"
     monkeypatch.setitem(sys.modules, "shared_utils.sample_quality", fake)
     return calls
@@ -298,7 +299,9 @@ def test_samples_drawn_elsewhere_are_the_sets_evaluate_scores(tmp_path, capsys, 
     monkeypatch.setattr(
         evaluate_command, "score", lambda s, d, seed: (_metrics(s), s[:, 0, 0, :10])
     )
-    monkeypatch.setattr(evaluate_command, "floor_at", lambda dataset, n: _metrics(torch.zeros(1)))
+    monkeypatch.setattr(
+        evaluate_command.sample_quality(), "floor", lambda dataset, n=None: _metrics(torch.zeros(1))
+    )
     sweep = [str(ship), "--sweep", "steps", "--sweep-n", "3", "--sweep-steps", "2", "4"]
     assert evaluate_command.main([*sweep, "--samples-from", *map(str, files)]) == 0
     assert capsys.readouterr().out.count("read from --samples-from") == 4

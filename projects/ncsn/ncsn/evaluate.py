@@ -92,16 +92,6 @@ def sample_quality():
     return importlib.import_module("shared_utils.sample_quality")
 
 
-def floor_at(dataset: str, n: int) -> dict[str, Any]:
-    """The protocol's floor at ``n`` samples: the first ``n`` training images (10,000: the
-    course's ``floor``) against the 10,000 test images."""
-    sq = sample_quality()
-    if n >= PROTOCOL_N:
-        return sq.floor(dataset)
-    train = sq.reference_features(dataset, "train")
-    return sq.metrics_from_features(sq.reference_features(dataset), (train[0][:n], train[1][:n]))
-
-
 def sampler_name(eps: float, T: int, n: int) -> str:
     """The key of a sample-quality result in the sidecar's metrics."""
     return f"sample_quality_T{T}_eps{eps:g}_n{n}"
@@ -119,7 +109,7 @@ def _sample_quality_command(args: argparse.Namespace, argv: list[str]) -> dict[s
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     sq = sample_quality()
     metrics = sq.evaluate(samples, dataset)
-    floor = floor_at(dataset, args.num_samples)
+    floor = sample_quality().floor(dataset, args.num_samples)
     name = sampler_name(eps, T, args.num_samples)
     L = model.config()["L"]
     print(

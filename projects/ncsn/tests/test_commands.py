@@ -44,17 +44,12 @@ def fake_sample_quality(monkeypatch):
 
     fake = types.ModuleType("shared_utils.sample_quality")
     fake.evaluate = evaluate
-    fake.reference_features = lambda dataset, split="test": (
-        torch.zeros(50, 4),
-        torch.zeros(50, 10),
-    )
 
-    def metrics_from_features(real, fake_set, seed=0):
-        calls.append(("floor", len(fake_set[0])))
-        return metrics(0.0, len(fake_set[0]))
+    def floor(dataset, n=None):
+        calls.append(("floor", n))
+        return metrics(0.0, n or 10_000)
 
-    fake.metrics_from_features = metrics_from_features
-    fake.floor = lambda dataset: metrics(0.0, 10_000)
+    fake.floor = floor
     fake.table = lambda rows, floor: "| " + " | ".join(rows) + " | 10k training images |"
     monkeypatch.setitem(sys.modules, "shared_utils.sample_quality", fake)
     return calls
